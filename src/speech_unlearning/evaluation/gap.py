@@ -1,0 +1,60 @@
+"""Distance of an unlearned model to the retrained model, the gold standard of unlearning.
+
+A perfect unlearning method produces a model indistinguishable from one retrained on Dr alone,
+so every metric is compared with the retrained model's value rather than with an ideal number.
+In particular, for sample unlearning the target accuracy on Df is the retrained model's Df
+accuracy (roughly its test accuracy), not zero: a model that gets Df wrong on purpose is as
+suspicious as one that still remembers it.
+
+Avg. Gap (SalUn, Fan et al. 2024) = mean |unlearned - retrained| over Df accuracy, Dr
+accuracy, Dtest accuracy and the MIA score, in percentage points.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+MetricTable = Mapping[str, Mapping[str, float]]  # metric name -> {key: value}
+
+AVG_GAP_ACCURACY_TERMS: tuple[str, ...] = ("accuracy.df", "accuracy.dr", "accuracy.test")
+# The MIA term of Avg. Gap: SalUn's SVC MIA-efficacy (confidence feature); the loss attack's
+# accuracy stands in when the SVC attack was not run.
+AVG_GAP_MIA_CANDIDATES: tuple[str, ...] = ("svc_mia.confidence", "loss_mia.accuracy")
+
+
+def is_rate_key(key: str) -> bool:
+    """Keys of metric results are fractions in [0, 1] except counts, whose names start with `n_`."""
+    return not key.startswith("n_")
+
+
+def flatten(table: MetricTable, metrics: set[str] | None = None) -> dict[str, float]:
+    """{"accuracy": {"df": 0.9}} -> {"accuracy.df": 0.9}, rates only, of `metrics` (default all)."""
+    return {
+        f"{name}.{key}": float(value)
+        for name, values in table.items()
+        if metrics is None or name in metrics
+        for key, value in values.items()
+        if is_rate_key(key)
+    }
+
+
+def gap_to_retrain(unlearned: MetricTable, retrained: MetricTable, metrics: set[str] | None = None) -> dict:
+    """Absolute gaps to the retrained model, in percentage points, and the Avg. Gap.
+
+    `unlearned` and `retrained` map metric name -> {key: value in [0, 1]}; `metrics` limits
+    which metric names are compared (default: all they share). Returns
+    - "gaps_pp": {"metric.key": 100 * |unlearned - retrained|} for every rate both have;
+    - "avg_gap_pp": the mean gap over the Avg. Gap terms present (None if none is);
+    - "avg_gap_terms": those terms (Df, Dr, Dtest accuracy and one MIA score).
+    """
+    mine, target = flatten(unlearned, metrics), flatten(retrained, metrics)
+    gaps = {
+        key: 100.0 * abs(mine[key] - target[key])
+        for key in sorted(mine.keys() & target.keys())
+        if math.isfinite(mine[key]) and math.isfinite(target[key])
+    }
+    mia_term = next((key for key in AVG_GAP_MIA_CANDIDATES if key in gaps), None)
+    terms = [key for key in AVG_GAP_ACCURACY_TERMS if key in gaps] + ([mia_term] if mia_term else [])
+    average = sum(gaps[key] for key in terms) / len(terms) if terms else None
+    return {"gaps_pp": gaps, "avg_gap_pp": average, "avg_gap_terms": terms}
