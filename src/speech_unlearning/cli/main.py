@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); exit quietly as other Unix tools do.
+        sys.stderr.close()
+        return 0
     except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
         # User-facing errors (bad config, corpus, audio, checkpoint, name) carry a message that
         # names the culprit; a traceback would only bury it. SPEECH_UNLEARNING_DEBUG=1 shows it.
