@@ -1,0 +1,245 @@
+"""The one engine every method runs in: `unlearn(name, original_model, forget, retain, ...)`.
+
+It validates the request before any compute, deep-copies the original model (which is never
+modified), seeds everything, builds the optimiser with `training.loop.make_optimizer`, and walks
+the method's epoch plans batch by batch: loss terms -> (SuperLoss) -> reduction -> backward ->
+hooks -> optimiser step. It checks the time budget after every step and times the unlearning
+alone: from the copy of the original to the last update, excluding config parsing and checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..config import ConfigError, from_mapping
+from ..training.data import ArrayData
+from ..training.loop import Budget, deterministic_algorithms, make_optimizer, model_device, seed_everything
+from .base import (
+    SUPERLOSS_SUFFIX,
+    Method,
+    Phase,
+    Term,
+    UnlearnContext,
+    UnlearnResult,
+    dataclass_fields,
+    split_method_name,
+)
+from .superloss import SuperLoss, SuperLossConfig, superloss_roles
+
+
+def unlearn(
+    name: str,
+    original_model: nn.Module,
+    forget: ArrayData,
+    retain: ArrayData,
+    overrides: Mapping[str, Any] | None = None,
+    budget_seconds: float | None = None,
+    seed: int = 0,
+    validation: ArrayData | None = None,
+    train_config: Any = None,
+    progress: bool = False,
+) -> UnlearnResult:
+    """Unlearn `forget` from a copy of `original_model` with method `name`; return the copy.
+
+    - `name`: a registered method, optionally with "+superloss" (e.g. "scrub+superloss").
+    - `overrides`: config values by field name (strings from `--set` are converted); an
+      unknown key raises ConfigError naming it and listing the valid keys.
+    - `budget_seconds`: wall-clock cap; the method stops after the step that crosses it and
+      the result says so (`budget_exhausted`). None = run the whole schedule.
+    - `validation`: held-out data for methods that select weights on it (Retrain, as in the
+      original recipe); `train_config`: the original model's TrainConfig (Retrain needs it).
+    - Runs on the device `original_model` is on; `forget` and `retain` must be disjoint.
+    """
+    method_class, with_superloss = split_method_name(name)
+    config, superloss_config = parse_method_config(method_class, with_superloss, overrides, name)
+    _check_request(forget, retain, budget_seconds, seed)
+    num_classes = _num_classes(original_model)
+    method = method_class()
+    method.check(config, forget, retain, train_config)
+    with deterministic_algorithms(True):
+        generator = seed_everything(seed)
+        budget = Budget(budget_seconds)  # starts the clock
+        ctx = UnlearnContext(
+            model=copy.deepcopy(original_model),
+            original=original_model,
+            forget=forget,
+            retain=retain,
+            validation=validation,
+            config=config,
+            train_config=train_config,
+            device=model_device(original_model),
+            generator=generator,
+            budget=budget,
+            seed=seed,
+            num_classes=num_classes,
+            progress=progress,
+        )
+        if superloss_config is not None:
+            roles = superloss_roles(superloss_config.superloss_on, method_class.loss_roles)
+            ctx.superloss = {role: SuperLoss(superloss_config) for role in roles}
+        if type(method).run is not Method.run:
+            method.run(ctx)
+        else:
+            _optimise(method, ctx)
+        seconds = budget.elapsed
+    ctx.model.eval()
+    return UnlearnResult(
+        model=ctx.model,
+        seconds=seconds,
+        steps=ctx.steps,
+        log=ctx.log,
+        budget_exhausted=ctx.budget_exhausted,
+        config=config,
+        name=name,
+        superloss=superloss_config,
+        seed=seed,
+        diverged=ctx.diverged,
+    )
+
+
+def parse_method_config(
+    method_class: type[Method], with_superloss: bool, overrides: Mapping[str, Any] | None, name: str
+) -> tuple[Any, SuperLossConfig | None]:
+    """Build the method's config (and the SuperLoss options of a "+superloss" name) from overrides."""
+    values = dict(overrides or {})
+    method_keys = dataclass_fields(method_class.config_class)
+    superloss_keys = dataclass_fields(SuperLossConfig) if with_superloss else []
+    unknown = sorted(set(values) - set(method_keys) - set(superloss_keys))
+    if unknown:
+        hint = ""
+        if not with_superloss and any(key in dataclass_fields(SuperLossConfig) for key in unknown):
+            hint = f" (superloss_* options need a '{SUPERLOSS_SUFFIX}' variant, e.g. '{name}{SUPERLOSS_SUFFIX}')"
+        raise ConfigError(
+            f"method {name}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"valid keys: {', '.join(sorted(method_keys + superloss_keys))}{hint}"
+        )
+    where = f"method {name}"
+    config = from_mapping(method_class.config_class, {k: v for k, v in values.items() if k in method_keys}, where)
+    superloss = None
+    if with_superloss:
+        superloss = from_mapping(SuperLossConfig, {k: v for k, v in values.items() if k in superloss_keys}, where)
+        try:
+            superloss_roles(superloss.superloss_on, method_class.loss_roles)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+    return config, superloss
+
+
+def _check_request(forget: ArrayData, retain: ArrayData, budget_seconds: float | None, seed: int) -> None:
+    if len(forget) == 0:
+        raise ValueError("unlearn: the forget set is empty; nothing to unlearn")
+    if len(retain) == 0:
+        raise ValueError("unlearn: the retain set is empty; every method needs retained data to keep utility")
+    overlap = np.intersect1d(forget.indices, retain.indices)
+    if len(overlap):
+        raise ValueError(
+            f"unlearn: {len(overlap)} example(s) are in both the forget and the retain set "
+            f"(first corpus index {int(overlap[0])}); Dr must be the training set minus Df"
+        )
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise ValueError(f"unlearn: budget_seconds must be positive or None, got {budget_seconds}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"unlearn: seed must be in [0, 2**32), got {seed}")
+
+
+def _num_classes(model: nn.Module) -> int:
+    count = getattr(model, "num_classes", None)
+    if count is None:
+        raise ValueError(f"unlearn: the model ({type(model).__name__}) has no num_classes attribute")
+    return int(count)
+
+
+# --------------------------------------------------------------------------------------------
+# The optimisation loop
+
+
+def _optimise(method: Method, ctx: UnlearnContext) -> None:
+    params = [p for _, p in ctx.trainable_parameters()]
+    if not params:
+        raise ValueError("unlearn: the model has no trainable parameters")
+    cfg = ctx.config
+    ctx.optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    method.setup(ctx)
+    # Plans are built epoch by epoch (a long schedule must not spend its budget on planning);
+    # the bar's total extrapolates the first epoch, which is exact for all but SCRUB.
+    first_plan = method.epoch_plan(ctx, 0)
+    estimate = cfg.epochs * sum(phase.num_batches for phase in first_plan)
+    with tqdm(total=estimate, desc=method.name, unit="step", file=sys.stderr, disable=not ctx.progress) as bar:
+        for epoch in range(cfg.epochs):
+            for phase in first_plan if epoch == 0 else method.epoch_plan(ctx, epoch):
+                if ctx.budget_exhausted or ctx.diverged:
+                    return
+                _run_phase(method, ctx, epoch, phase, bar)
+
+
+def _run_phase(method: Method, ctx: UnlearnContext, epoch: int, phase: Phase, bar: tqdm) -> None:
+    """Train on every batch of `phase`; stop early on budget exhaustion or a non-finite loss."""
+    ctx.model.train()
+    stats = _PhaseStats()
+    for batch in phase.batches(ctx):
+        loss = _reduce(ctx, phase.loss(ctx, batch), stats)
+        if not torch.isfinite(loss):
+            ctx.diverged = True  # keep the last finite weights rather than step into NaN
+            break
+        ctx.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        method.before_step(ctx)
+        if ctx.config.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_([p for _, p in ctx.trainable_parameters()], ctx.config.max_grad_norm)
+        ctx.optimizer.step()
+        method.after_step(ctx)
+        ctx.steps += 1
+        stats.steps += 1
+        bar.update(1)
+        if ctx.budget.exhausted():
+            ctx.budget_exhausted = True
+            break
+    ctx.log.append(stats.row(ctx, epoch, phase.name))
+    bar.set_postfix(epoch=epoch + 1, phase=phase.name, loss=f"{ctx.log[-1]['objective']:.4f}", refresh=False)
+
+
+def _reduce(ctx: UnlearnContext, terms: list[Term], stats: "_PhaseStats") -> torch.Tensor:
+    """Σ sign·weight·Σ(losses)/denominator over the terms, SuperLoss-weighted where switched on."""
+    total = torch.zeros((), device=ctx.device)
+    for term in terms:
+        if term.losses.numel() == 0:
+            continue
+        stats.add(term.role, term.losses)
+        losses = ctx.superloss[term.role](term.losses) if term.role in ctx.superloss else term.losses
+        denominator = term.denominator if term.denominator is not None else losses.numel()
+        total = total + term.sign * term.weight * losses.sum() / denominator
+    stats.objective += total.detach()
+    return total
+
+
+class _PhaseStats:
+    """Running sums for one log row; tensors, so no device sync per step."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.objective: torch.Tensor | float = 0.0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, role: str, losses: torch.Tensor) -> None:
+        self.sums[role] = self.sums.get(role, 0.0) + losses.detach().sum()
+        self.counts[role] = self.counts.get(role, 0) + losses.numel()
+
+    def row(self, ctx: UnlearnContext, epoch: int, phase: str) -> dict:
+        row: dict[str, Any] = {"epoch": epoch + 1, "phase": phase, "steps": self.steps}
+        row["objective"] = float(self.objective) / self.steps if self.steps else float("nan")
+        for role, total in self.sums.items():
+            row[f"{role}_loss"] = float(total) / self.counts[role]
+        for role, weighting in ctx.superloss.items():
+            if role in self.sums:
+                row[f"{role}_tau"] = weighting.tau
+                row[f"{role}_sigma_mean"] = weighting.last_sigma_mean
+        row["seconds"] = ctx.budget.elapsed
+        return row

@@ -1,0 +1,55 @@
+"""Retrain: train a fresh model on Dr alone with the original recipe, the gold standard every
+unlearning method is measured against; its wall time defines the default budget of the others.
+
+The model is rebuilt from the original's `build_args` by the model registry (fresh weights, the
+call's seed) and trained by `training.loop.fit` with the original `TrainConfig` (passed as
+`train_config`), seeded with the call's seed and capped by the budget. A model built outside
+the registry (no `build_args`) is re-initialised layer by layer instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..config import ConfigError, require
+from ..training.loop import fit
+from .base import Method, UnlearnContext, random_model_like, register_method
+
+
+@dataclass
+class RetrainConfig:
+    epochs: int | None = field(default=None, metadata={"help": "override the recipe's epochs; None = the original's"})
+    use_validation: bool = field(
+        default=True, metadata={"help": "early stopping on the validation data, as the original recipe"}
+    )
+
+    def __post_init__(self) -> None:
+        require(self.epochs is None or self.epochs >= 1, "epochs", f"must be at least 1 or None, got {self.epochs}")
+
+
+@register_method("retrain")
+class Retrain(Method):
+    summary = "train from scratch on Dr with the original recipe (gold standard; defines the budget)"
+    config_class = RetrainConfig
+    loss_roles = ()
+
+    def check(self, config: RetrainConfig, forget, retain, train_config) -> None:
+        if train_config is None:
+            raise ConfigError("method retrain: needs the original model's TrainConfig (train_config=...)")
+
+    def run(self, ctx: UnlearnContext) -> None:
+        remaining = ctx.budget.remaining
+        recipe = dataclasses.replace(
+            ctx.train_config,
+            seed=ctx.seed,
+            epochs=ctx.config.epochs or ctx.train_config.epochs,
+            max_seconds=None if remaining == float("inf") else max(remaining, 1e-3),
+            progress=ctx.progress,
+            device=str(ctx.device),
+        )
+        ctx.model = random_model_like(ctx.original)
+        validation = ctx.validation if ctx.config.use_validation else None
+        result = fit(ctx.model, ctx.retain, validation, recipe)
+        ctx.steps, ctx.budget_exhausted = result.steps, result.budget_exhausted
+        ctx.log.extend({"phase": "train", **row} for row in result.history)

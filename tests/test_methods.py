@@ -1,0 +1,214 @@
+"""Every registered method (and every "+superloss" variant), on a small trained model.
+
+The data are synthetic log-mel-shaped arrays with noisy class centres and the model a narrow
+keyword CNN from the model registry, which, like the speech models, generalises imperfectly, so
+forgetting and collateral damage both show within a few steps. Tests are parametrized over the
+registry: a new method is tested here without any edit.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from speech_unlearning.config import ConfigError
+from speech_unlearning.methods import METHODS, describe_methods, method_names, unlearn
+from speech_unlearning.methods.bad_teaching import BadTeaching
+from speech_unlearning.methods.base import UnlearnContext, config_defaults, split_method_name
+from speech_unlearning.methods.streams import mixed_pass, paired_pass
+from speech_unlearning.models.registry import create_model
+from speech_unlearning.training.data import ArrayData
+from speech_unlearning.training.loop import Budget, TrainConfig, accuracy, fit
+
+ALL_NAMES = method_names(with_superloss=True)
+NUM_CLASSES, SHAPE = 6, (8, 12)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread avoids intra-op synchronisation stalls on a busy machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+class Setting:
+    """A small trained keyword model, its recipe, and a class-unlearning split of its data.
+
+    The model is the registry's res8-style CNN (narrow), trained on synthetic log-mel-shaped
+    inputs with noisy class centres; like the speech models it generalises imperfectly, so
+    forgetting and damage are both visible within a few steps.
+    """
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        per_class = 60
+        labels = np.repeat(np.arange(NUM_CLASSES), per_class)
+        centres = rng.normal(size=(NUM_CLASSES, *SHAPE)).astype(np.float32)
+        features = (centres[labels] + 1.5 * rng.normal(size=(len(labels), *SHAPE))).astype(np.float32)
+        order = rng.permutation(len(labels))
+        train, test = order[:288], order[288:]
+        forget = np.sort(train[labels[train] == 0])
+        retain = np.sort(train[labels[train] != 0])
+        self.forget, self.retain, self.test = (ArrayData(features, labels, rows) for rows in (forget, retain, test))
+        self.train_config = TrainConfig(epochs=10, batch_size=32, lr=3e-3, patience=0, progress=False)
+        torch.manual_seed(0)
+        self.model = create_model("kws-resnet", NUM_CLASSES, n_mels=SHAPE[0], channels=8, blocks=1)
+        fit(self.model, ArrayData(features, labels, np.sort(train)), None, self.train_config)
+        self.model.zero_grad(set_to_none=True)  # so a method's stray backward would show
+        self.model.eval()
+
+    def run(self, name: str, **options):
+        options.setdefault("train_config", self.train_config)
+        return unlearn(name, self.model, self.forget, self.retain, **options)
+
+    def run_scaled(self, name: str, **options):
+        """Defaults, with every batch size divided by 4 (at least 8): this set has ~50 forget and
+        ~240 retain items, a tenth of FSDD's, so that keeps the steps per epoch comparable."""
+        method_class, _ = split_method_name(name)
+        overrides = {
+            key: max(8, value // 4)
+            for key, value in config_defaults(method_class.config_class).items()
+            if key.endswith("batch_size")
+        }
+        return self.run(name, overrides=overrides, **options)
+
+
+@pytest.fixture(scope="module")
+def setting() -> Setting:
+    return Setting()
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def _assert_same_state(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_method_forgets_deterministically_and_leaves_the_original_alone(setting, name):
+    original_state = _state(setting.model)
+    before = accuracy(setting.model, setting.forget)
+    first = setting.run_scaled(name, seed=3)
+    second = setting.run_scaled(name, seed=3)
+    # Class unlearning lowers the accuracy on the forgotten class.
+    assert before > 0.75
+    assert accuracy(first.model, setting.forget) < before - 0.1, first.log
+    # Same seed, same weights, bit for bit.
+    _assert_same_state(_state(first.model), _state(second.model))
+    # The caller's model: same weights and buffers, same mode, no gradients left behind.
+    _assert_same_state(original_state, _state(setting.model))
+    assert not setting.model.training
+    assert all(p.grad is None for p in setting.model.parameters())
+    assert first.model is not setting.model
+    assert first.steps > 0 and first.seconds > 0 and not first.budget_exhausted and not first.diverged
+    assert first.name == name and first.to_metadata()["method"] == name
+    # Losses only carry the roles the method declares; "+superloss" really re-weights something.
+    method_class, _ = split_method_name(name)
+    if method_class.loss_roles:  # (Retrain's log is the training loop's history)
+        logged_roles = {key[: -len("_loss")] for row in first.log for key in row if key.endswith("_loss")}
+        assert logged_roles - {"penalty"} <= set(method_class.loss_roles)
+    weighted = any(key.endswith("_sigma_mean") for row in first.log for key in row)
+    assert weighted == name.endswith("+superloss")
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_method_stops_at_its_time_budget(setting, name):
+    budget = 0.3
+    method_class, _ = split_method_name(name)
+    fields = method_class.config_class.__dataclass_fields__
+    overrides = {"epochs": 10_000} if "epochs" in fields else {}
+    if "max_steps" in fields:
+        overrides["max_steps"] = 1
+    recipe = TrainConfig(epochs=10_000, batch_size=8, patience=0, progress=False)
+    start = time.perf_counter()
+    result = setting.run(name, overrides=overrides, budget_seconds=budget, train_config=recipe, seed=0)
+    wall = time.perf_counter() - start
+    assert result.seconds <= wall
+    if result.budget_exhausted:
+        assert budget <= result.seconds <= budget + 0.5, result.seconds
+    else:  # only a method with a fixed amount of work (SSD) may finish inside the budget
+        assert "epochs" not in fields and result.seconds < budget
+
+
+def test_retrain_never_predicts_the_forgotten_class(setting):
+    result = setting.run("retrain", seed=5)
+    assert accuracy(result.model, setting.forget) == 0.0  # a class never seen cannot be predicted
+    assert accuracy(result.model, setting.retain) > 0.8
+
+
+def test_names_and_descriptions_cover_the_registry():
+    rows = {row["name"]: row for row in describe_methods()}
+    for name in METHODS.names():
+        assert rows[name]["summary"] and rows[name]["defaults"]
+    assert "scrub+superloss" in ALL_NAMES and "ssd+superloss" not in ALL_NAMES
+    assert "retrain+superloss" not in ALL_NAMES
+
+
+def test_request_errors_name_the_culprit(setting):
+    with pytest.raises(KeyError, match="valid names"):
+        setting.run("no-such-method")
+    with pytest.raises(ValueError, match="ssd.*per-sample"):
+        setting.run("ssd+superloss")
+    with pytest.raises(ConfigError, match="lr"):
+        setting.run("finetune", overrides={"lr": "-1"})
+    with pytest.raises(ValueError, match="both the forget and the retain"):
+        unlearn("finetune", setting.model, setting.forget, setting.forget)
+    with pytest.raises(ValueError, match="forget set is empty"):
+        unlearn("finetune", setting.model, setting.forget.subset(np.arange(0)), setting.retain)
+    with pytest.raises(ConfigError, match="TrainConfig"):
+        unlearn("retrain", setting.model, setting.forget, setting.retain)
+
+
+def _context(setting: Setting, seed: int = 0) -> UnlearnContext:
+    return UnlearnContext(
+        model=copy.deepcopy(setting.model), original=setting.model, forget=setting.forget, retain=setting.retain,
+        validation=None, config=None, train_config=None, device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(seed), budget=Budget(None), seed=seed, num_classes=NUM_CLASSES,
+    )
+
+
+def test_paired_stream_covers_the_larger_set_and_reshuffles_the_smaller(setting):
+    ctx = _context(setting)
+    phase = paired_pass(ctx, forget_batch_size=8, retain_batch_size=25, loss=None)
+    batches = list(phase.batches(ctx))
+    expected_steps = max(-(-len(setting.retain) // 25), -(-len(setting.forget) // 8))
+    assert len(batches) == phase.num_batches == expected_steps == -(-len(setting.retain) // 25)
+    retain_rows = np.concatenate([b.retain.indices for b in batches])
+    np.testing.assert_array_equal(np.sort(retain_rows), setting.retain.indices)
+    forget_rows = np.concatenate([b.forget.indices for b in batches])
+    size = len(setting.forget)
+    passes = [forget_rows[i : i + size] for i in range(0, size * (len(forget_rows) // size), size)]
+    assert len(passes) >= 1 and all(np.array_equal(np.sort(p), setting.forget.indices) for p in passes)
+    if len(passes) > 1:
+        assert not np.array_equal(passes[0], passes[1])  # a fresh order, not a replay
+
+
+def test_bad_teaching_retain_subset_is_seeded_and_never_holds_forget_rows(setting):
+    from speech_unlearning.methods.bad_teaching import BadTeachingConfig
+
+    subsets = []
+    for _ in range(2):
+        ctx = _context(setting, seed=7)
+        ctx.config = BadTeachingConfig()
+        subsets.append(BadTeaching.draw_retain_subset(ctx).indices)
+    np.testing.assert_array_equal(subsets[0], subsets[1])
+    assert len(subsets[0]) == round(0.3 * len(setting.retain))
+    assert not np.intersect1d(subsets[0], setting.forget.indices).size
+    ctx = _context(setting)
+    phase = mixed_pass(ctx, setting.retain.subset(np.arange(20)), 16, loss=None)
+    batches = list(phase.batches(ctx))
+    flags = torch.cat([b.is_forget for b in batches]).numpy()
+    rows = np.concatenate([b.indices for b in batches])
+    np.testing.assert_array_equal(flags, np.isin(rows, setting.forget.indices))
+    assert flags.sum() == len(setting.forget) and (~flags).sum() == 20
