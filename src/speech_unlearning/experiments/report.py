@@ -1,0 +1,479 @@
+"""Paper-style reports of a run folder: tables per task, CSV, a self-contained HTML page, plots.
+
+Tables follow the paper's Tables 1 and 2: one table per (task, corpus); rows are Original,
+Retrain and every method, grouped as sample / class / speaker unlearning; columns are the
+accuracy on Df, Dr and Dtest, both membership attacks (each with its direction), the
+unlearning time, its ratio to Retrain and the Avg. Gap to Retrain. Every cell is the mean ± the
+sample standard deviation (ddof = 1) over all finished evaluations of that row, i.e. over seeds,
+forget ratios and backbones, as the paper averages; a cell from a single run shows no ±.
+
+Files written to RUN_DIR/report/: report.md, results.csv (the aggregated tables), runs.csv (one
+line per evaluation), report.html (inline CSS, plots embedded as base64 PNG) and plots/*.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..io import atomic_write_bytes, atomic_write_text
+from .plan import describe_split
+from .store import ResultStore, RunRecord
+
+REPORT_FOLDER = "report"
+SCENARIO_TITLES = {"sample": "Sample unlearning", "class": "Class unlearning", "speaker": "Speaker unlearning"}
+REFERENCE_ROWS = ("original", "retrain")
+TASK_TITLES = {"kws": "Keyword spotting", "sid": "Speaker identification"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One reported quantity: where it sits in an evaluation's metrics JSON, and its scale."""
+
+    key: str
+    title: str
+    path: tuple[str, ...]
+    scale: float = 1.0
+    digits: int = 1
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("df", "Df acc. (%)", ("metrics", "accuracy", "df"), 100.0),
+    Column("dr", "Dr acc. (%)", ("metrics", "accuracy", "dr"), 100.0),
+    Column("test", "Dtest acc. (%)", ("metrics", "accuracy", "test"), 100.0),
+    Column("loss_mia", "Loss-MIA acc. (%) [50 = forgotten]", ("metrics", "loss_mia", "accuracy"), 100.0),
+    Column("svc_mia", "SVC MIA-efficacy (%) [higher = forgotten]", ("metrics", "svc_mia", "confidence"), 100.0),
+    Column("seconds", "Time (s)", ("metrics", "time", "unlearn_seconds"), 1.0, 2),
+    Column("time_ratio", "Time / Retrain", ("metrics", "time", "ratio"), 1.0, 3),
+    Column("avg_gap", "Avg. Gap (pp)", ("avg_gap_pp",), 1.0, 2),
+)
+COLUMN_BY_KEY = {column.key: column for column in COLUMNS}
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One finished evaluation, flattened: its grid coordinates and its column values."""
+
+    task: str
+    corpus: str
+    model: str
+    seed: int
+    scenario: str
+    ratio: float | None
+    method: str
+    values: dict[str, float | None]
+    split: str = ""
+
+
+@dataclass
+class Cell:
+    """Mean, standard deviation (ddof = 1; None for fewer than two values) and count of a column."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> "Cell":
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        if not finite:
+            return cls(None, None, 0)
+        std = statistics.stdev(finite) if len(finite) > 1 else None
+        return cls(statistics.fmean(finite), std, len(finite))
+
+    def format(self, digits: int) -> str:
+        if self.mean is None:
+            return "NA"
+        text = f"{self.mean:.{digits}f}"
+        return text if self.std is None else f"{text} ± {self.std:.{digits}f}"
+
+
+@dataclass
+class TableRow:
+    scenario: str
+    method: str
+    cells: dict[str, Cell]
+    runs: int
+
+
+@dataclass
+class Table:
+    """The paper-style table of one (task, corpus)."""
+
+    task: str
+    corpus: str
+    rows: list[TableRow] = field(default_factory=list)
+    models: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
+    ratios: tuple[float, ...] = ()
+
+    @property
+    def title(self) -> str:
+        return f"{TASK_TITLES.get(self.task, self.task)} ({self.task}) on {self.corpus}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Collecting and aggregating
+
+
+def _lookup(metrics: Mapping[str, Any], path: Sequence[str]) -> float | None:
+    value: Any = metrics
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return None if value is None else float(value)
+
+
+def eval_row(record: RunRecord) -> EvalRow:
+    """Flatten one "evaluate" record. Retrain's time is its training time (ratio 1 by definition)."""
+    config, metrics = record.config, record.metrics or {}
+    split = config["split"]
+    values = {column.key: _lookup(metrics, column.path) for column in COLUMNS}
+    values = {key: (None if v is None else v * COLUMN_BY_KEY[key].scale) for key, v in values.items()}
+    return EvalRow(
+        task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
+        scenario=split["scenario"], ratio=split.get("ratio"), method=config["method"], values=values,
+        split=describe_split(split),
+    )
+
+
+def collect_rows(store: ResultStore) -> list[EvalRow]:
+    """Every finished evaluation of the test splits in the database."""
+    return [eval_row(record) for record in store.records(stage="evaluate", status="done")
+            if record.config.get("split", {}).get("role", "test") == "test"]
+
+
+def _method_order(methods: Iterable[str]) -> list[str]:
+    """Original, Retrain, then methods alphabetically with each "+superloss" variant after its base."""
+    present = set(methods)
+    rest = sorted(present - set(REFERENCE_ROWS), key=lambda name: (name.split("+")[0], name))
+    return [name for name in REFERENCE_ROWS if name in present] + rest
+
+
+def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
+    """One Table per (task, corpus); each row pools seeds, ratios and backbones."""
+    grouped: dict[tuple[str, str], list[EvalRow]] = defaultdict(list)
+    for row in rows:
+        grouped[(row.task, row.corpus)].append(row)
+    tables = []
+    for (task, corpus), members in sorted(grouped.items()):
+        table = Table(task, corpus, models=tuple(sorted({r.model for r in members})),
+                      seeds=tuple(sorted({r.seed for r in members})),
+                      ratios=tuple(sorted({r.ratio for r in members if r.ratio is not None})))
+        for scenario in [s for s in SCENARIO_TITLES if any(r.scenario == s for r in members)]:
+            in_scenario = [r for r in members if r.scenario == scenario]
+            for method in _method_order(r.method for r in in_scenario):
+                chosen = [r for r in in_scenario if r.method == method]
+                cells = {c.key: Cell.of(r.values[c.key] for r in chosen) for c in COLUMNS}
+                table.rows.append(TableRow(scenario, method, cells, len(chosen)))
+        tables.append(table)
+    return tables
+
+
+def display_name(method: str) -> str:
+    return {"original": "Original", "retrain": "Retrain"}.get(method, method)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown and CSV
+
+
+def _markdown_table(table: Table) -> list[str]:
+    header = ["Method", *(c.title for c in COLUMNS), "runs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    current = None
+    for row in table.rows:
+        if row.scenario != current:
+            current = row.scenario
+            lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
+        cells = [row.cells[c.key].format(c.digits) for c in COLUMNS]
+        lines.append("| " + " | ".join([display_name(row.method), *cells, str(row.runs)]) + " |")
+    return lines
+
+
+def _table_caption(table: Table) -> str:
+    ratios = ", ".join(f"{r * 100:g} %" for r in table.ratios) or "none"
+    return (f"Backbones: {', '.join(table.models)}; seeds: {', '.join(map(str, table.seeds))}; "
+            f"sample forget ratios: {ratios}. Mean ± std (ddof = 1) over every run in the row.")
+
+
+READING_NOTES = (
+    "Accuracies and MIA values are percentages; Avg. Gap is the mean absolute gap to Retrain in percentage points "
+    "over Df, Dr and Dtest accuracy and the SVC MIA-efficacy (the loss attack stands in if SVC is missing).",
+    "Loss-MIA acc.: a logistic-regression attack on per-sample losses, Df vs matched unseen recordings; 50 % means "
+    "Df looks unseen (forgotten), 100 % means Df is recognised as training data.",
+    "SVC MIA-efficacy: the fraction of Df an SVC trained on Dr-vs-Dtest softmax confidences calls non-member; higher "
+    "means more of Df looks unseen. The Retrain row is the target for both attacks, not an ideal value.",
+    "Sample unlearning: the right Df accuracy is Retrain's (about its test accuracy), not 0.",
+    "Time: wall time of the unlearning call (Retrain: its training time); Time / Retrain above 1 means retraining "
+    "would have been cheaper. Original has no unlearning time (NA).",
+)
+
+
+def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (), plots: Sequence[Path] = ()) -> str:
+    lines = ["# Speech unlearning benchmark", ""]
+    if not tables:
+        lines += ["No finished evaluation in this run folder yet.", ""]
+    for table in tables:
+        lines += [f"## {table.title}", "", _table_caption(table), "", *_markdown_table(table), ""]
+    lines += ["## How to read the tables", ""] + [f"- {note}" for note in READING_NOTES] + [""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+    if failures:
+        lines += [f"## Failed runs ({len(failures)})", ""]
+        lines += [f"- `{r.key[:12]}` {r.label}: {(r.error or '').splitlines()[0] if r.error else ''}" for r in failures]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def results_csv(tables: Sequence[Table]) -> str:
+    """The aggregated tables, one line per row, mean and std columns per quantity."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["task", "corpus", "scenario", "method", "runs",
+                     *[f"{c.key}_{stat}" for c in COLUMNS for stat in ("mean", "std")]])
+    for table in tables:
+        for row in table.rows:
+            values = []
+            for column in COLUMNS:
+                cell = row.cells[column.key]
+                values += ["" if cell.mean is None else f"{cell.mean:.6g}", "" if cell.std is None else f"{cell.std:.6g}"]
+            writer.writerow([table.task, table.corpus, row.scenario, row.method, row.runs, *values])
+    return out.getvalue()
+
+
+def runs_csv(rows: Sequence[EvalRow]) -> str:
+    """Every evaluation, one line each (the raw material of the tables)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["task", "corpus", "model", "seed", "scenario", "ratio", "split", "method",
+                     *[c.key for c in COLUMNS]])
+    for row in rows:
+        values = ["" if row.values[c.key] is None else f"{row.values[c.key]:.6g}" for c in COLUMNS]
+        writer.writerow([row.task, row.corpus, row.model, row.seed, row.scenario,
+                         "" if row.ratio is None else row.ratio, row.split, row.method, *values])
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_png(figure: Any, path: Path) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _mean(rows: Iterable[EvalRow], key: str) -> tuple[float | None, float | None]:
+    cell = Cell.of(r.values[key] for r in rows)
+    return cell.mean, (cell.std or 0.0)
+
+
+def plot_forgetting_vs_utility(rows: Sequence[EvalRow], table: Table, folder: Path) -> list[Path]:
+    """Per scenario: Dtest accuracy (utility) against Df accuracy (forgetting), Retrain marked."""
+    plt = _pyplot()
+    scenarios = [s for s in SCENARIO_TITLES if any(r.scenario == s for r in rows)]
+    figure, axes = plt.subplots(1, len(scenarios), figsize=(5.4 * len(scenarios), 4.6), squeeze=False,
+                                constrained_layout=True)
+    for axis, scenario in zip(axes[0], scenarios):
+        chosen = [r for r in rows if r.scenario == scenario]
+        for method in _method_order(r.method for r in chosen):
+            mine = [r for r in chosen if r.method == method]
+            (x, dx), (y, dy) = _mean(mine, "test"), _mean(mine, "df")
+            if x is None or y is None:
+                continue
+            style = {"retrain": dict(marker="*", s=260, color="black", zorder=5),
+                     "original": dict(marker="s", s=80, color="grey", zorder=4)}.get(method, dict(marker="o", s=50))
+            axis.errorbar(x, y, xerr=dx, yerr=dy, fmt="none", ecolor="lightgrey", zorder=1)
+            axis.scatter([x], [y], label=display_name(method), **style)
+        axis.set_xlabel("Dtest accuracy (%)  [utility, higher = better]")
+        axis.set_ylabel("Df accuracy (%)  [target: Retrain]")
+        axis.set_title(SCENARIO_TITLES[scenario])
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="best")
+    figure.suptitle(f"Forgetting vs utility — {table.title}")
+    path = _save_png(figure, folder / f"{table.task}-{_slug(table.corpus)}-forgetting-vs-utility.png")
+    plt.close(figure)
+    return [path]
+
+
+def plot_metrics_vs_ratio(rows: Sequence[EvalRow], table: Table, folder: Path) -> list[Path]:
+    """Sample unlearning: each metric against the forget ratio, one line per method."""
+    sample = [r for r in rows if r.scenario == "sample" and r.ratio is not None]
+    if not sample:
+        return []
+    plt = _pyplot()
+    keys = ("df", "dr", "test", "loss_mia", "svc_mia", "avg_gap")
+    figure, axes = plt.subplots(2, 3, figsize=(14, 8), squeeze=False, constrained_layout=True)
+    ratios = sorted({r.ratio for r in sample})
+    for axis, key in zip(axes.flat, keys):
+        for method in _method_order(r.method for r in sample):
+            points = [(ratio * 100, _mean([r for r in sample if r.method == method and r.ratio == ratio], key)[0])
+                      for ratio in ratios]
+            points = [(x, y) for x, y in points if y is not None]
+            if not points:
+                continue
+            style = {"retrain": dict(color="black", linewidth=2.5, marker="*"),
+                     "original": dict(color="grey", linestyle="--", marker="s")}.get(method, dict(marker="o"))
+            axis.plot(*zip(*points), label=display_name(method), **style)
+        axis.set_title(COLUMN_BY_KEY[key].title, fontsize=9)
+        axis.set_xlabel("forget ratio (%)")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(f"Metrics vs forget ratio (sample unlearning) — {table.title}")
+    path = _save_png(figure, folder / f"{table.task}-{_slug(table.corpus)}-metrics-vs-ratio.png")
+    plt.close(figure)
+    return [path]
+
+
+def plot_time_vs_gap(rows: Sequence[EvalRow], table: Table, folder: Path) -> list[Path]:
+    """Unlearning time against Avg. Gap to Retrain, one point per (method, scenario)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
+    markers = {"sample": "o", "class": "^", "speaker": "D"}
+    for scenario in [s for s in SCENARIO_TITLES if any(r.scenario == s for r in rows)]:
+        chosen = [r for r in rows if r.scenario == scenario and r.method != "original"]
+        for method in _method_order(r.method for r in chosen):
+            mine = [r for r in chosen if r.method == method]
+            (x, _), (y, _) = _mean(mine, "seconds"), _mean(mine, "avg_gap")
+            if x is None or y is None:
+                continue
+            if method == "retrain":
+                axis.scatter([x], [y], marker="*", s=260, color="black", zorder=5)
+                axis.annotate(f"Retrain ({scenario})", (x, y), fontsize=7)
+            else:
+                axis.scatter([x], [y], marker=markers[scenario], s=45)
+                axis.annotate(method, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axis.set_xscale("log")
+    axis.set_xlabel("time (s, log scale)  [Retrain: training time]")
+    axis.set_ylabel("Avg. Gap to Retrain (pp)  [lower = closer to Retrain]")
+    axis.set_title(f"Time vs Avg. Gap — {table.title}\n(o sample, ^ class, D speaker)", fontsize=10)
+    axis.grid(alpha=0.3)
+    path = _save_png(figure, folder / f"{table.task}-{_slug(table.corpus)}-time-vs-gap.png")
+    plt.close(figure)
+    return [path]
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe short form of a corpus spec ("fsdd:/data/fsdd" -> "fsdd")."""
+    head = text.split(":")[0]
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in head) or "corpus"
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1250px;color:#222}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:.3em .55em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+tr.group td{background:#fafafa;font-weight:bold;text-align:left}
+tr.reference td{color:#555;font-style:italic}
+.caption{color:#555;font-size:.9em}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+li{margin:.2em 0}code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in ["Method", *(c.title for c in COLUMNS), "runs"])
+    body, current = [], None
+    for row in table.rows:
+        if row.scenario != current:
+            current = row.scenario
+            body.append(f'<tr class="group"><td colspan="{len(COLUMNS) + 2}">{SCENARIO_TITLES[current]}</td></tr>')
+        cells = "".join(f"<td>{html.escape(row.cells[c.key].format(c.digits))}</td>" for c in COLUMNS)
+        css = ' class="reference"' if row.method in REFERENCE_ROWS else ""
+        body.append(f"<tr{css}><td>{html.escape(display_name(row.method))}</td>{cells}<td>{row.runs}</td></tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def format_html(tables: Sequence[Table], plots: Sequence[Path], failures: Sequence[RunRecord] = ()) -> str:
+    """A single self-contained page: inline CSS, every plot embedded as a base64 PNG."""
+    parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             "<title>Speech unlearning benchmark</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>Speech unlearning benchmark</h1>"]
+    if not tables:
+        parts.append("<p>No finished evaluation in this run folder yet.</p>")
+    for table in tables:
+        parts += [f"<h2>{html.escape(table.title)}</h2>", f'<p class="caption">{html.escape(_table_caption(table))}</p>',
+                  _html_table(table)]
+    parts += ["<h2>How to read the tables</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in READING_NOTES] + ["</ul>"]
+    if plots:
+        parts.append("<h2>Plots</h2>")
+        for plot in plots:
+            data = base64.b64encode(plot.read_bytes()).decode("ascii")
+            parts.append(f'<p><img alt="{html.escape(plot.stem)}" src="data:image/png;base64,{data}"></p>')
+    if failures:
+        parts.append(f"<h2>Failed runs ({len(failures)})</h2><ul>")
+        for record in failures:
+            first = (record.error or "").splitlines()[0] if record.error else ""
+            parts.append(f"<li><code>{record.key[:12]}</code> {html.escape(record.label)}: {html.escape(first)}</li>")
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Path]:
+    """Write RUN_DIR/report/{report.md, results.csv, runs.csv, report.html, plots/*.png}.
+
+    Reads only the results database; raises FileNotFoundError if RUN_DIR has none.
+    Returns {"markdown", "csv", "runs_csv", "html"} paths.
+    """
+    run_dir = Path(run_dir)
+    database = run_dir / "runs.sqlite"
+    if not database.is_file():
+        raise FileNotFoundError(f"no results database in {run_dir} (expected {database}); run `speech-unlearn bench` first")
+    with ResultStore(database) as store:
+        rows = collect_rows(store)
+        failures = store.records(status="failed")
+    tables = aggregate(rows)
+    folder = run_dir / REPORT_FOLDER
+    images: list[Path] = []
+    if plots:
+        for table in tables:
+            mine = [r for r in rows if (r.task, r.corpus) == (table.task, table.corpus)]
+            for plot in (plot_forgetting_vs_utility, plot_metrics_vs_ratio, plot_time_vs_gap):
+                images += plot(mine, table, folder / "plots")
+    paths = {"markdown": folder / "report.md", "csv": folder / "results.csv", "runs_csv": folder / "runs.csv",
+             "html": folder / "report.html"}
+    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images))
+    atomic_write_text(paths["csv"], results_csv(tables))
+    atomic_write_text(paths["runs_csv"], runs_csv(rows))
+    atomic_write_text(paths["html"], format_html(tables, images, failures))
+    return paths
+
+
+def format_terminal(run_dir: str | Path) -> str:
+    """The Markdown tables only, for printing at the end of a bench."""
+    with ResultStore(Path(run_dir) / "runs.sqlite") as store:
+        tables = aggregate(collect_rows(store))
+    lines = []
+    for table in tables:
+        lines += [table.title, *_markdown_table(table), ""]
+    return "\n".join(lines)

@@ -1,0 +1,392 @@
+"""The work of each stage of the grid, calling the lower layers by their public names.
+
+Every stage function takes a `RunTask` and returns a `StageResult`; it runs in whatever process
+the executor chose, reads its inputs from the artefacts of the runs it depends on, and writes
+its own artefacts into RUN_DIR/<stage>/<key prefix>/ through `atomic_directory`, so the folder
+appears complete or not at all. It never touches the results database.
+
+- corpus:   load (build) the corpus, cache the features of every backbone; corpus.json.
+- original: `train_original` on the training set; model/ checkpoint.
+- retrain:  draw the split, `train_original` on Dr; split.json and model/ checkpoint.
+- unlearn:  `unlearn(method, original, Df, Dr, budget=Retrain's wall time)`; model/ checkpoint.
+- evaluate: `evaluate_unlearning` against the Retrain reference; report.json / report.md.
+- tune:     unlearn + evaluate on a validation forget split (the validation set stands in for
+            Dtest); returns the Avg. Gap to that split's Retrain, writes nothing but a summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..io import atomic_directory, atomic_write_json, read_json
+from .executors import RunTask, StageResult
+
+CORPUS_FILE = "corpus.json"
+SPLIT_FILE = "split.json"
+MODEL_FOLDER = "model"
+SUMMARY_FILE = "summary.json"
+# Classes that are not a keyword anyone would ask to retire: never drawn as class-unlearning targets.
+NON_KEYWORD_CLASSES = ("_unknown_", "_silence_")
+# Metrics a tuning run needs for the Avg. Gap (accuracies and the MIA term).
+TUNE_METRICS = ("accuracy", "svc_mia", "loss_mia")
+
+# Per-process memo of loaded corpora and feature arrays: a worker that runs many runs of the same
+# corpus loads it once (features are memory-mapped, so this costs no memory per run).
+_CORPORA: dict[tuple, Any] = {}
+_FEATURES: dict[tuple, tuple[np.ndarray, Any]] = {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def _relative(task: RunTask, path: Path) -> str:
+    return str(Path(path).resolve().relative_to(Path(task.run_dir).resolve()))
+
+
+def _configure_process(task: RunTask) -> None:
+    """Limit torch's threads to the CPUs reserved for this run (pool and Ray workers)."""
+    threads = task.extra.get("threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+
+
+def load_task_corpus(task: RunTask):
+    """The corpus of `task` (memoised per process)."""
+    from ..data.corpus import load_corpus
+
+    key = (task.config["corpus"], task.config["task"], task.cache_dir)
+    if key not in _CORPORA:
+        if "<" in task.config["corpus"]:
+            raise ValueError(f"corpus {task.config['corpus']}: the data path is required to run this grid")
+        _CORPORA[key] = load_corpus(task.config["corpus"], task.config["task"], cache_dir=task.cache_dir)
+    return _CORPORA[key]
+
+
+def load_task_features(task: RunTask, corpus, model_name: str) -> tuple[np.ndarray, Any]:
+    """(features (N, ...), FeatureSpec) of `corpus` as `model_name` consumes them (memoised)."""
+    from ..models.registry import model_info
+    from ..training.recipes import corpus_arrays
+
+    kind = model_info(model_name).input_kind
+    key = (corpus.fingerprint, kind, task.cache_dir)
+    if key not in _FEATURES:
+        _FEATURES[key] = corpus_arrays(corpus, kind, task.cache_dir, progress=False)
+    return _FEATURES[key]
+
+
+def train_config_for(task: RunTask):
+    """The recipe of (task, model) with the grid's epochs / time cap, the run's seed and device."""
+    from ..training.recipes import default_train_config
+
+    config = default_train_config(task.config["task"], task.config["model"])
+    settings = task.config.get("train", {})
+    changes: dict[str, Any] = {"seed": int(task.config["seed"]), "progress": False}
+    if settings.get("epochs"):
+        changes["epochs"] = int(settings["epochs"])
+    if settings.get("max_seconds"):
+        changes["max_seconds"] = float(settings["max_seconds"])
+    if task.extra.get("device"):
+        changes["device"] = task.extra["device"]
+    return dataclasses.replace(config, **changes)
+
+
+def _eligible_classes(corpus) -> list[str]:
+    """Class names with training items that a class-unlearning request may target."""
+    train_labels = set(corpus.labels[corpus.indices("train")].tolist())
+    return [name for index, name in enumerate(corpus.label_names)
+            if index in train_labels and name not in NON_KEYWORD_CLASSES]
+
+
+def _eligible_speakers(corpus) -> list[str]:
+    """Speakers with at least the median number of training recordings (so Df is not trivial)."""
+    train = corpus.indices("train")
+    speakers, counts = np.unique(corpus.speakers[train], return_counts=True)
+    return sorted(speakers[counts >= np.median(counts)].tolist())
+
+
+def draw_split(corpus, spec: Mapping[str, Any]):
+    """The forget split described by a plan split spec, drawn deterministically from its seed."""
+    from ..data.splits import class_split, sample_split, speaker_split
+
+    scenario, seed = spec["scenario"], int(spec["seed"])
+    if scenario == "sample":
+        return sample_split(corpus, float(spec["ratio"]), seed)
+    rng = np.random.default_rng([seed, len(scenario)])
+    candidates = _eligible_classes(corpus) if scenario == "class" else _eligible_speakers(corpus)
+    count = int(spec["count"])
+    if count > len(candidates):
+        raise ValueError(f"{scenario} unlearning of {count} targets: {corpus.name} has only {len(candidates)} candidates")
+    chosen = sorted(rng.choice(candidates, size=count, replace=False).tolist())
+    return class_split(corpus, chosen) if scenario == "class" else speaker_split(corpus, chosen)
+
+
+def _load_model(folder: str, device: str | None):
+    """(model, metadata) of a checkpoint folder, moved to the run's device."""
+    from ..models.checkpoint import load_checkpoint
+    from ..training.loop import select_device
+
+    model, metadata = load_checkpoint(folder)
+    return model.to(select_device(device or "auto")).eval(), metadata
+
+
+def _input_artefact(task: RunTask, key: str, name: str) -> str:
+    artefacts = task.input(key)["artefacts"]
+    if name not in artefacts:
+        raise KeyError(f"run {key[:12]} has no artefact {name!r} (it has: {', '.join(artefacts)})")
+    return artefacts[name]
+
+
+def _split_of(task: RunTask, corpus):
+    from ..data.splits import load_split
+
+    return load_split(_input_artefact(task, task.config["retrain"], "split"), corpus)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+
+
+def run_corpus(task: RunTask) -> StageResult:
+    """Load (or build) the corpus and cache the features of every backbone of the grid."""
+    _configure_process(task)
+    start = time.perf_counter()
+    corpus = load_task_corpus(task)
+    specs = {}
+    for model_name in task.config["models"]:
+        _, spec = load_task_features(task, corpus, model_name)
+        specs[model_name] = dataclasses.asdict(spec)
+    seconds = time.perf_counter() - start
+    summary = {
+        "name": corpus.name,
+        "task": corpus.task,
+        "fingerprint": corpus.fingerprint,
+        "num_classes": corpus.num_classes,
+        "label_names": list(corpus.label_names),
+        "sizes": {split: int(len(corpus.indices(split))) for split in ("train", "validation", "test")},
+        "speakers": int(len(set(corpus.speakers.tolist()))),
+        "feature_specs": specs,
+    }
+    with atomic_directory(task.folder) as folder:
+        atomic_write_json(folder / CORPUS_FILE, summary)
+    return StageResult(metrics=summary, artefacts={"corpus": _relative(task, Path(task.folder) / CORPUS_FILE)},
+                       seconds=seconds)
+
+
+def _train(task: RunTask, split=None) -> StageResult:
+    """Original (split None) or Retrain (on Dr of `split`): train, save checkpoint (+ split)."""
+    from ..data.splits import save_split
+    from ..models.checkpoint import save_checkpoint
+    from ..training.recipes import checkpoint_metadata, train_original
+
+    _configure_process(task)
+    corpus = load_task_corpus(task)
+    config = train_config_for(task)
+    train_rows = None if split is None else split.retain_indices(corpus)
+    model, result, metrics = train_original(
+        corpus, task.config["model"], int(task.config["seed"]), task.cache_dir, config, train_indices=train_rows,
+        progress=False, model_options=task.config.get("model_options") or {},
+    )
+    _, spec = load_task_features(task, corpus, task.config["model"])
+    metadata = checkpoint_metadata(corpus, spec, model, config, metrics, split=split,
+                                   corpus_spec=task.config["corpus"], train_result=result)
+    artefacts = {"checkpoint": MODEL_FOLDER}
+    with atomic_directory(task.folder) as folder:
+        save_checkpoint(folder / MODEL_FOLDER, model.cpu(), metadata)
+        if split is not None:
+            save_split(split, folder / SPLIT_FILE)
+            artefacts["split"] = SPLIT_FILE
+    metrics = {**metrics, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+               "budget_exhausted": result.budget_exhausted}
+    if split is not None:
+        metrics["n_forget"] = int(len(split.forget_ids))
+        metrics["forget"] = dict(split.params)
+    paths = {name: _relative(task, Path(task.folder) / rel) for name, rel in artefacts.items()}
+    return StageResult(metrics=metrics, artefacts=paths, seconds=float(result.seconds))
+
+
+def run_original(task: RunTask) -> StageResult:
+    """Train the original model of (task, corpus, backbone, seed)."""
+    return _train(task)
+
+
+def run_retrain(task: RunTask) -> StageResult:
+    """Draw the split and train the Retrain reference on its retain set; its wall time is the budget."""
+    corpus = load_task_corpus(task)
+    return _train(task, draw_split(corpus, task.config["split"]))
+
+
+def _unlearn(task: RunTask, corpus, split, overrides: Mapping[str, Any]):
+    """Apply the run's method to the original model; returns (UnlearnResult, original metadata)."""
+    from ..methods.base import unlearn
+    from ..training.data import ArrayData
+    from ..training.loop import TrainConfig
+    from .plan import load_methods
+
+    load_methods()
+    original, metadata = _load_model(_input_artefact(task, task.config["original"], "checkpoint"),
+                                      task.extra.get("device"))
+    features, _ = load_task_features(task, corpus, task.config["model"])
+    labels = corpus.labels
+    forget = ArrayData(features, labels, split.forget_indices(corpus))
+    retain = ArrayData(features, labels, split.retain_indices(corpus))
+    validation = ArrayData(features, labels, split.validation_indices(corpus))
+    train_config = TrainConfig(**metadata["train_config"]) if metadata.get("train_config") else None
+    result = unlearn(
+        task.config["method"], original, forget, retain, overrides=dict(overrides),
+        budget_seconds=task.extra.get("budget_seconds"), seed=int(task.config["seed"]),
+        validation=validation, train_config=train_config, progress=False,
+    )
+    return result, metadata
+
+
+def run_unlearn(task: RunTask) -> StageResult:
+    """Unlearn Df from the original model within the Retrain-derived time budget; save the model."""
+    from ..models.checkpoint import save_checkpoint
+
+    _configure_process(task)
+    corpus = load_task_corpus(task)
+    split = _split_of(task, corpus)
+    hyper = task.config.get("hyper", {})
+    # A tuned run takes the hyper-parameters the driver chose on the validation split.
+    overrides = task.extra["overrides"] if "tuned" in hyper else hyper.get("overrides", {})
+    result, metadata = _unlearn(task, corpus, split, overrides)
+    summary = {**result.to_metadata(), "budget_seconds": task.extra.get("budget_seconds")}
+    metadata = {**metadata, "split": split.to_dict(), "history": [*metadata.get("history", []), summary]}
+    with atomic_directory(task.folder) as folder:
+        save_checkpoint(folder / MODEL_FOLDER, result.model.cpu(), metadata)
+        atomic_write_json(folder / SUMMARY_FILE, {**summary, "log": result.log})
+    artefacts = {"checkpoint": _relative(task, Path(task.folder) / MODEL_FOLDER),
+                 "summary": _relative(task, Path(task.folder) / SUMMARY_FILE)}
+    return StageResult(metrics=summary, artefacts=artefacts, seconds=float(result.seconds))
+
+
+def _metric_names(options: Mapping[str, Any]) -> list[str]:
+    from ..evaluation import metric_names
+
+    skip = set()
+    if not options.get("relearn_attack", True):
+        skip.add("relearn")
+    if not options.get("representation_probe", True):
+        skip.add("probe")
+    return [name for name in metric_names() if name not in skip]
+
+
+def summarise_report(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The database's metrics JSON of an evaluation: the scored model's metric table, the gap to
+    Retrain, the split summary and the MIA directions (what value means forgotten)."""
+    gap = report.get("gap_to_retrain") or {}
+    return {
+        "metrics": report["models"]["unlearned"],
+        "avg_gap_pp": gap.get("avg_gap_pp"),
+        "avg_gap_terms": gap.get("avg_gap_terms", []),
+        "gaps_pp": gap.get("gaps_pp", {}),
+        "split": report["split"],
+        "directions": {name: text["forgotten_when"] for name, text in report["directions"].items()},
+        "skipped": report.get("skipped", {}),
+    }
+
+
+def run_evaluate(task: RunTask) -> StageResult:
+    """Score one model (Original, Retrain or unlearned) on the cell's split against the Retrain."""
+    from ..evaluation import evaluate_unlearning, gap_to_retrain, write_report
+
+    _configure_process(task)
+    corpus = load_task_corpus(task)
+    split = _split_of(task, corpus)
+    features, _ = load_task_features(task, corpus, task.config["model"])
+    device = task.extra.get("device")
+    subject = task.config["subject"]
+    model, _ = _load_model(_input_artefact(task, subject, "checkpoint"), device)
+    retrain_seconds = task.input(task.config["retrain"])["seconds"]
+    names = _metric_names(task.config.get("options", {}))
+    common = dict(metrics=names, seed=int(task.config["seed"]), progress=False, retrain_seconds=retrain_seconds)
+    start = time.perf_counter()
+    if subject == task.config["retrain"]:
+        report = evaluate_unlearning(model, features, corpus, split, unlearn_seconds=retrain_seconds, **common)
+        report["gap_to_retrain"] = gap_to_retrain(report["models"]["unlearned"], report["models"]["unlearned"])
+    else:
+        reference, _ = _load_model(_input_artefact(task, task.config["retrain"], "checkpoint"), device)
+        cache = {f"retrained/{name}": values
+                 for name, values in task.input(task.config["reference_eval"])["metrics"]["metrics"].items()}
+        unlearn_seconds = task.input(subject)["seconds"] if task.input(subject)["stage"] == "unlearn" else None
+        report = evaluate_unlearning(model, features, corpus, split, reference=reference, cache=cache,
+                                     unlearn_seconds=unlearn_seconds, **common)
+    seconds = time.perf_counter() - start
+    with atomic_directory(task.folder) as folder:
+        write_report(folder, report)
+    artefacts = {"report": _relative(task, Path(task.folder) / "report.json"),
+                 "report_md": _relative(task, Path(task.folder) / "report.md")}
+    return StageResult(metrics=summarise_report(read_json(Path(task.folder) / "report.json")),
+                       artefacts=artefacts, seconds=seconds)
+
+
+class ValidationAsTest:
+    """A split whose "test" set is the corpus's validation set: tuning never looks at Dtest."""
+
+    def __init__(self, split):
+        self._split = split
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._split, name)
+
+    def test_indices(self, corpus) -> np.ndarray:
+        return self._split.validation_indices(corpus)
+
+
+def scaled_overrides(method: str, base: Mapping[str, Any], point: Mapping[str, float]) -> dict[str, Any]:
+    """The method's lr and epochs (defaults, then `base` overrides) scaled by a tuning grid point."""
+    from ..config import from_mapping
+    from ..methods.base import split_method_name
+
+    method_class, _ = split_method_name(method)
+    known = {f.name for f in dataclasses.fields(method_class.config_class)}
+    config = from_mapping(method_class.config_class, {k: v for k, v in base.items() if k in known}, where=method)
+    overrides = dict(base)
+    if "lr" in known:
+        overrides["lr"] = float(f"{float(config.lr) * float(point['lr_scale']):.6g}")  # no 3.0000000000000004e-4
+    if "epochs" in known:
+        overrides["epochs"] = max(1, int(round(int(config.epochs) * float(point["epoch_scale"]))))
+    return overrides
+
+
+def run_tune(task: RunTask) -> StageResult:
+    """One tuning grid point: unlearn on the validation forget split, Avg. Gap to its Retrain."""
+    from ..evaluation import evaluate_unlearning
+    from .plan import load_methods
+
+    _configure_process(task)
+    load_methods()
+    corpus = load_task_corpus(task)
+    split = _split_of(task, corpus)
+    overrides = scaled_overrides(task.config["method"], task.config.get("overrides", {}), task.config["point"])
+    result, _ = _unlearn(task, corpus, split, overrides)
+    features, _ = load_task_features(task, corpus, task.config["model"])
+    reference, _ = _load_model(_input_artefact(task, task.config["retrain"], "checkpoint"), task.extra.get("device"))
+    report = evaluate_unlearning(result.model, features, corpus, ValidationAsTest(split), reference=reference,
+                                 metrics=TUNE_METRICS, seed=int(task.config["seed"]), progress=False)
+    gap = report["gap_to_retrain"] or {}
+    summary = {"avg_gap": gap.get("avg_gap_pp"), "gaps_pp": gap.get("gaps_pp", {}), "overrides": overrides,
+               "unlearn_seconds": result.seconds, "budget_exhausted": result.budget_exhausted,
+               "test_stand_in": "validation"}
+    with atomic_directory(task.folder) as folder:
+        atomic_write_json(folder / SUMMARY_FILE, summary)
+    return StageResult(metrics=summary, artefacts={"summary": _relative(task, Path(task.folder) / SUMMARY_FILE)},
+                       seconds=float(result.seconds))
+
+
+STAGE_FUNCTIONS = {
+    "corpus": run_corpus,
+    "original": run_original,
+    "retrain": run_retrain,
+    "tune": run_tune,
+    "unlearn": run_unlearn,
+    "evaluate": run_evaluate,
+}

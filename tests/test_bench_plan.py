@@ -1,0 +1,207 @@
+"""Presets, configuration errors, the plan of every preset, estimates, `bench --plan-only`."""
+
+from __future__ import annotations
+
+import pytest
+
+from speech_unlearning.cli.main import main
+from speech_unlearning.config import ConfigError
+from speech_unlearning.experiments.costs import estimate_plan, table_estimate
+from speech_unlearning.experiments.plan import STAGES, build_plan, resolve_methods, tune_points
+from speech_unlearning.experiments.presets import PAPER_BACKBONES, PRESETS, BenchConfig, resolve_config
+
+
+def expected_counts(config: BenchConfig, methods: int) -> dict[str, int]:
+    """Runs per stage, counted independently of the plan builder."""
+    originals = sum(len(config.models_for(task)) * len(config.seeds) for task in config.tasks)
+    retrains = 0
+    for task in config.tasks:
+        scenarios = config.scenarios_for(task)
+        splits_per_seed = len(config.ratios) * ("sample" in scenarios) + ("class" in scenarios) + ("speaker" in scenarios)
+        retrains += len(config.models_for(task)) * len(config.seeds) * splits_per_seed
+    return {"corpus": len(config.tasks), "original": originals, "retrain": retrains, "tune": 0,
+            "unlearn": retrains * methods, "evaluate": retrains * (methods + 2)}
+
+
+@pytest.mark.parametrize("name", PRESETS.names())
+def test_plan_of_every_preset_has_the_right_counts(name):
+    config = resolve_config(name)
+    plan = build_plan(config)
+    assert plan.counts() == expected_counts(config, len(plan.methods))
+    assert len({run.key for run in plan.runs}) == len(plan.runs)
+    position = {run.key: index for index, run in enumerate(plan.runs)}
+    assert all(position[dep] < position[run.key] for run in plan.runs for dep in run.deps)
+
+
+def test_demo_and_paper_grids_are_what_the_protocol_says():
+    demo = build_plan(resolve_config("demo"))
+    methods = len(demo.methods)
+    assert methods == len(resolve_methods(resolve_config("demo"))) >= 5
+    assert demo.counts() == {"corpus": 2, "original": 2, "retrain": 4, "tune": 0, "unlearn": 4 * methods,
+                             "evaluate": 4 * (methods + 2)}
+    paper = resolve_config("paper")
+    assert paper.kws_models == paper.sid_models == PAPER_BACKBONES and len(PAPER_BACKBONES) == 7
+    assert paper.ratios == tuple(round(0.01 * k, 2) for k in range(1, 11)) and paper.seeds == (0, 1, 2, 3, 4)
+    counts = build_plan(paper).counts()
+    assert counts["original"] == 2 * 7 * 5 and counts["retrain"] == 2 * 7 * 5 * (10 + 1)
+
+
+def test_paper_plan_validates_and_prints_without_data(capsys):
+    plan = build_plan(resolve_config("paper"))
+    assert not plan.runnable
+    assert any("speech_commands" in note for note in plan.notes) and any("voxceleb1" in note for note in plan.notes)
+    assert main(["bench", "--preset", "paper", "--plan-only", "--run-dir", "/nonexistent/paper"]) == 0
+    out = capsys.readouterr().out
+    assert "the data path is required to run" in out
+    for stage in STAGES:
+        assert stage in out
+
+
+def test_paper_run_without_data_stops_before_any_compute(tmp_path, capsys):
+    assert main(["bench", "--preset", "paper", "--run-dir", str(tmp_path / "paper")]) == 2
+    assert "data path is required" in capsys.readouterr().err
+    assert not (tmp_path / "paper").exists()
+
+
+def test_paper_plan_with_data_paths_uses_them(tmp_path):
+    config = resolve_config("paper", {"speech_commands": str(tmp_path / "sc"), "voxceleb1": str(tmp_path / "vox")})
+    assert config.corpus_spec("kws") == f"speech-commands:{tmp_path / 'sc'}"
+    assert config.corpus_spec("sid") == f"voxceleb1:{tmp_path / 'vox'}"
+    assert build_plan(config).notes  # folders do not exist: still says so
+    (tmp_path / "sc").mkdir()
+    (tmp_path / "vox").mkdir()
+    assert build_plan(config).runnable
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"ratios": "0.9"}, "ratios: 0.9 is outside"),
+        ({"ratios": "0"}, "ratios: 0.0 is outside"),
+        ({"seeds": "0,0"}, "seeds: has duplicates"),
+        ({"seeds": "-1"}, "seeds: must be >= 0"),
+        ({"tasks": "asr"}, "tasks: 'asr' is not one of"),
+        ({"scenarios": "feature"}, "scenarios: 'feature' is not one of"),
+        ({"budget_factor": "0"}, "budget_factor: must be > 0"),
+        ({"workers": "0"}, "workers: must be >= 1"),
+        ({"epochs": "many"}, "epochs: expected int"),
+        ({"no_such_key": "1"}, "unknown key(s) 'no_such_key'"),
+        ({"methods": "retrain"}, "methods: 'retrain' is a reference"),
+        ({"seeds.x": "1"}, "only method_overrides and model_options take dotted keys"),
+        ({"model_options.kws-resnet": "1"}, "expected model_options.NAME.KEY"),
+    ],
+)
+def test_bad_values_are_named_before_any_compute(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_config("demo", overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"methods": "scrubb"}, "unknown method 'scrubb'"),
+        ({"kws_models": "kws-resnett"}, "unknown model 'kws-resnett'"),
+        ({"method_overrides.scrubb.lr": "1e-3"}, "method_overrides: 'scrubb' not among"),
+        ({"model_options.kws-resnett.channels": "8"}, "model_options: unknown model"),
+        ({"model_options.kws-resnet.channels": "0"}, "model kws-resnet: channels: must be positive"),
+        ({"model_options.sid-xvector.width": "8"}, "model sid-xvector: unknown key"),
+    ],
+)
+def test_unknown_names_are_rejected_when_planning(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_plan(resolve_config("demo", overrides))
+
+
+def test_unknown_preset_lists_the_valid_ones(capsys):
+    with pytest.raises(ConfigError, match="valid presets: demo, fsdd, paper, quick"):
+        resolve_config("papr")
+    assert main(["bench", "--preset", "papr", "--plan-only"]) == 2
+    assert "unknown preset 'papr'" in capsys.readouterr().err
+
+
+def test_set_overrides_and_dotted_method_overrides():
+    config = resolve_config("quick", {"seeds": "0,1,2", "ratios": "0.05", "method_overrides.scrub.lr": "1e-4",
+                                      "methods": "scrub,gradascent"})
+    assert config.seeds == (0, 1, 2) and config.ratios == (0.05,)
+    assert config.method_overrides == {"scrub": {"lr": "1e-4"}}
+    plan = build_plan(config)
+    scrub = [run for run in plan.stage_runs("unlearn") if run.config["method"] == "scrub"]
+    assert scrub and all(run.config["hyper"] == {"overrides": {"lr": "1e-4"}} for run in scrub)
+
+
+def test_model_options_reach_every_run_of_their_backbone():
+    config = resolve_config("demo", {"model_options.kws-resnet.channels": "24"})
+    assert config.model_options["kws-resnet"]["channels"] == "24"
+    assert config.model_options["sid-xvector"]  # the preset's other options are kept
+    plan = build_plan(config)
+    for run in plan.stage_runs("original") + plan.stage_runs("retrain"):
+        assert run.config["model_options"] == config.model_options[run.config["model"]]
+
+
+def test_yaml_preset_starts_from_its_base_and_cli_wins(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: quick\nseeds: [3]\nmethods: [scrub, salun]\nmethod_overrides:\n  scrub: {epochs: 2}\n")
+    config = resolve_config(str(path), {"ratios": "0.02"})
+    assert config.name == "mine" and config.seeds == (3,) and config.ratios == (0.02,)
+    assert config.scenarios == ("sample", "class", "speaker")  # from the quick base
+    assert config.method_overrides == {"scrub": {"epochs": 2}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seeds: [0\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve_config(str(bad))
+    with pytest.raises(FileNotFoundError, match="preset file not found"):
+        resolve_config(str(tmp_path / "absent.yaml"))
+
+
+def test_adding_a_seed_keeps_the_keys_of_existing_runs():
+    one = build_plan(resolve_config("demo"))
+    two = build_plan(resolve_config("demo", {"seeds": "0,1"}))
+    assert {run.key for run in one.runs} < {run.key for run in two.runs}
+    changed = build_plan(resolve_config("demo", {"epochs": "3"}))
+    assert not {run.key for run in one.stage_runs("original")} & {run.key for run in changed.stage_runs("original")}
+
+
+def test_speaker_unlearning_is_planned_for_kws_only():
+    plan = build_plan(resolve_config("quick"))
+    speaker = [run for run in plan.stage_runs("retrain") if run.config["split"]["scenario"] == "speaker"]
+    assert speaker and {run.config["task"] for run in speaker} == {"kws"}
+
+
+def test_tuning_plan_uses_validation_splits_and_every_grid_point():
+    config = resolve_config("demo", {"tune": "true", "methods": "scrub,gradascent"})
+    plan = build_plan(config)
+    points = tune_points(config)
+    assert len(points) == len(config.tune_lr_scales) * len(config.tune_epoch_scales)
+    groups = list(plan.tune_groups.values())
+    assert len(groups) == 2 * 2 * 2  # tasks x scenarios x methods
+    assert plan.counts()["tune"] == len(groups) * len(points)
+    validation_retrains = [r for r in plan.stage_runs("retrain") if r.config["split"]["role"] == "validation"]
+    assert len(validation_retrains) == 2 * 2
+    assert all(r.config["split"]["seed"] != r.config["seed"] for r in validation_retrains)
+    for run in plan.stage_runs("unlearn"):
+        group = plan.tune_groups[run.config["hyper"]["tuned"]]
+        assert set(group.run_keys) <= set(run.deps)
+
+
+def test_estimate_uses_measured_timings_when_present():
+    plan = build_plan(resolve_config("demo", {"seeds": "0,1"}))
+    originals = plan.stage_runs("original")
+    fresh = estimate_plan(plan)
+    assert fresh.measured_stages == ()
+    assert fresh.seconds["original"] == pytest.approx(sum(table_estimate(run, plan) for run in originals))
+    measured = next(run for run in originals if run.config["task"] == "kws")
+    refined = estimate_plan(plan, {measured.key: {"config": measured.config, "seconds": 1000.0}})
+    assert refined.measured_stages == ("original",)
+    # The finished run costs nothing; the other kws original takes the measured mean; sid keeps the table.
+    sid = [run for run in originals if run.config["task"] == "sid"]
+    assert refined.seconds["original"] == pytest.approx(1000.0 + sum(table_estimate(run, plan) for run in sid))
+
+
+def test_plan_only_prints_counts_and_estimate(tmp_path, capsys):
+    assert main(["bench", "--preset", "quick", "--plan-only", "--run-dir", str(tmp_path / "q")]) == 0
+    out = capsys.readouterr().out
+    plan = build_plan(resolve_config("quick"))
+    for stage, count in plan.counts().items():
+        assert any(line.split()[:2] == [stage, str(count)] for line in out.splitlines())
+    assert "Estimated time" in out
+    assert not (tmp_path / "q").exists()  # planning writes nothing

@@ -1,0 +1,138 @@
+"""Benchmark reports from a small hand-made results database."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+
+import numpy as np
+import pytest
+
+from speech_unlearning.cli.main import main
+from speech_unlearning.experiments.plan import Run
+from speech_unlearning.experiments.report import COLUMNS, aggregate, collect_rows, write_report_files
+from speech_unlearning.experiments.store import ResultStore
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Df accuracy of "scrub" in the four sample-unlearning runs (2 seeds x 2 ratios).
+SCRUB_DF = [0.10, 0.20, 0.30, 0.45]
+
+
+def metrics(df: float, dr: float = 0.9, test: float = 0.85, loss_mia: float = 0.6, svc: float = 0.3,
+            seconds: float | None = 1.0, ratio: float | None = 0.1, gap: float | None = 5.0) -> dict:
+    table = {"accuracy": {"df": df, "dr": dr, "test": test}, "loss_mia": {"accuracy": loss_mia},
+             "svc_mia": {"confidence": svc}}
+    if seconds is not None:
+        table["time"] = {"unlearn_seconds": seconds, "ratio": ratio}
+    return {"metrics": table, "avg_gap_pp": gap}
+
+
+def add(store: ResultStore, method: str, seed: int, split: dict, values: dict, status: str = "done",
+        model: str = "kws-resnet", task: str = "kws") -> Run:
+    run = Run("evaluate", {"stage": "evaluate", "task": task, "corpus": "embedded", "model": model, "seed": seed,
+                           "split": split, "method": method})
+    store.ensure([run])
+    store.mark_running(run)
+    if status == "done":
+        store.mark_done(run, values, {}, 1.0)
+    else:
+        store.mark_failed(run, "RuntimeError: out of memory\n\ntraceback")
+    return run
+
+
+def sample(ratio: float, seed: int) -> dict:
+    return {"scenario": "sample", "ratio": ratio, "seed": seed, "role": "test"}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    with ResultStore.in_folder(tmp_path) as store:
+        scrub = iter(SCRUB_DF)
+        for seed in (0, 1):
+            for ratio in (0.01, 0.05):
+                split = sample(ratio, seed)
+                add(store, "original", seed, split, metrics(0.99, seconds=None, gap=30.0))
+                add(store, "retrain", seed, split, metrics(0.84, seconds=20.0, ratio=1.0, gap=0.0))
+                add(store, "scrub", seed, split, metrics(next(scrub), seconds=2.0 + seed, ratio=0.1 + 0.05 * seed))
+                add(store, "scrub+superloss", seed, split, metrics(0.5))
+        class_split = {"scenario": "class", "count": 1, "seed": 0, "role": "test"}
+        add(store, "retrain", 0, class_split, metrics(0.0, gap=0.0))
+        add(store, "gradascent", 0, class_split, metrics(0.02, dr=0.3))
+        add(store, "gradascent", 1, class_split, {}, status="failed")
+        # A tuning evaluation on a validation split never enters the test tables.
+        add(store, "scrub", 0, {**sample(0.05, 10_000), "role": "validation"}, metrics(0.77))
+    return tmp_path
+
+
+def test_rows_are_grouped_by_scenario_with_references_first(run_dir):
+    with ResultStore.in_folder(run_dir) as store:
+        (table,) = aggregate(collect_rows(store))
+    order = [(row.scenario, row.method) for row in table.rows]
+    assert order == [("sample", "original"), ("sample", "retrain"), ("sample", "scrub"),
+                     ("sample", "scrub+superloss"), ("class", "retrain"), ("class", "gradascent")]
+    assert table.seeds == (0, 1) and table.ratios == (0.01, 0.05) and table.models == ("kws-resnet",)
+
+
+def test_mean_and_sample_std_over_seeds_and_ratios(run_dir):
+    with ResultStore.in_folder(run_dir) as store:
+        (table,) = aggregate(collect_rows(store))
+    scrub = next(row for row in table.rows if row.method == "scrub")
+    expected = np.array(SCRUB_DF) * 100
+    assert scrub.runs == 4
+    assert scrub.cells["df"].mean == pytest.approx(expected.mean())
+    assert scrub.cells["df"].std == pytest.approx(expected.std(ddof=1))
+    assert scrub.cells["seconds"].mean == pytest.approx(2.5)
+    assert scrub.cells["dr"].std == pytest.approx(0.0)
+    gradascent = next(row for row in table.rows if row.method == "gradascent")
+    assert gradascent.runs == 1 and gradascent.cells["df"].std is None  # one run: no spread
+    original = next(row for row in table.rows if row.method == "original")
+    assert original.cells["seconds"].mean is None  # Original has no unlearning time
+
+
+def test_report_files_tables_csv_html_and_plots(run_dir):
+    paths = write_report_files(run_dir)
+    markdown = paths["markdown"].read_text()
+    for title in ("Sample unlearning", "Class unlearning", "Original", "Retrain", "scrub+superloss", "gradascent"):
+        assert title in markdown
+    for column in COLUMNS:
+        assert column.title in markdown
+    expected = np.array(SCRUB_DF) * 100
+    scrub_line = next(line for line in markdown.splitlines() if line.startswith("| scrub |"))
+    assert f"{expected.mean():.1f} ± {expected.std(ddof=1):.1f}" in scrub_line
+    original_line = next(line for line in markdown.splitlines() if line.startswith("| Original |"))
+    assert "NA" in original_line
+    assert "Failed runs (1)" in markdown and "out of memory" in markdown
+
+    rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
+    scrub = next(r for r in rows if r["method"] == "scrub" and r["scenario"] == "sample")
+    assert float(scrub["df_mean"]) == pytest.approx(expected.mean())
+    assert float(scrub["df_std"]) == pytest.approx(expected.std(ddof=1), rel=1e-5)
+    runs = list(csv.DictReader(io.StringIO(paths["runs_csv"].read_text())))
+    assert len(runs) == 18  # every done test-split evaluation, none of the validation one
+
+    plots = sorted((run_dir / "report" / "plots").glob("*.png"))
+    assert [p.name for p in plots] == sorted(["kws-embedded-forgetting-vs-utility.png",
+                                              "kws-embedded-metrics-vs-ratio.png", "kws-embedded-time-vs-gap.png"])
+    assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in plots)
+
+    page = paths["html"].read_text()
+    assert "<style>" in page and "<link" not in page and "<script" not in page
+    assert not re.search(r"(src|href)=\"(?!data:)", page)  # nothing is fetched from elsewhere
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == len(plots)
+    assert all(base64.b64decode(data).startswith(PNG_SIGNATURE) for data in images)
+
+
+def test_report_command_writes_the_files(run_dir, capsys):
+    assert main(["report", str(run_dir), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "| scrub |" in out and "report.html" in out
+    assert (run_dir / "report" / "report.html").is_file()
+    assert not (run_dir / "report" / "plots").exists()
+
+
+def test_report_of_a_folder_without_database_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no results database" in capsys.readouterr().err
