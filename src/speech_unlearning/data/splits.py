@@ -287,7 +287,7 @@ def files_split(corpus: Corpus, items: str | Iterable[str]) -> UnlearningSplit:
     positions: list[int] = []
     not_found: list[str] = []
     for item in requested:
-        matches = [corpus.index_of[item]] if item in corpus.index_of else by_path.get(_corpus_path(corpus, item), [])
+        matches = [corpus.index_of[item]] if item in corpus.index_of else by_path.get(corpus_path(corpus, item), [])
         if not matches:
             not_found.append(item)
         positions.extend(matches)
@@ -321,7 +321,7 @@ def _is_inside(folder: str, path: str) -> bool:
     return os.path.commonpath([folder, path]) == folder
 
 
-def _corpus_path(corpus: Corpus, item: str) -> str:
+def corpus_path(corpus: Corpus, item: str) -> str:
     """`item` as a normalised absolute path inside `corpus.root`; CorpusError if it leaves the root.
 
     The check is lexical first ('..' folded); a path that reaches the root through a symbolic

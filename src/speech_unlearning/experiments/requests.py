@@ -36,7 +36,7 @@ import yaml
 
 from ..config import ConfigError, require
 from ..data.corpus import Corpus, CorpusError
-from ..data.splits import UnlearningSplit, _corpus_path
+from ..data.splits import UnlearningSplit, corpus_path
 from ..io import read_json, sha256_json
 
 REQUEST_KINDS: tuple[str, ...] = ("keyword", "speaker", "files")  # also the priority of overlapping items
@@ -296,7 +296,7 @@ def _resolve_files(corpus: Corpus, items: Iterable[str]) -> tuple[dict[str, np.n
             matches = [corpus.index_of[item]]
         else:
             by_path = by_path if by_path is not None else _positions_by_file(corpus)
-            matches = by_path.get(_corpus_path(corpus, item), [])  # CorpusError for a path escaping the root
+            matches = by_path.get(corpus_path(corpus, item), [])  # CorpusError for a path escaping the root
         if not matches:
             problems.append(Unresolved("file", item, f"neither an utterance id nor an audio file of {corpus.name}"))
             continue
