@@ -66,6 +66,7 @@ class Setting:
 
     def run(self, name: str, **options):
         options.setdefault("train_config", self.train_config)
+        options.setdefault("validation", self.test)  # held-out data, as the benchmark passes its validation split
         return unlearn(name, self.model, self.forget, self.retain, **options)
 
     def run_scaled(self, name: str, **options):

@@ -262,7 +262,10 @@ class _PlanBuilder:
         config = self.config
         spec = _corpus_label(config, task)
         models = config.models_for(task)
-        corpus = self.add("corpus", {"task": task, "corpus": spec, "models": sorted(models)})
+        # One embedded build makes both tasks' corpora: the second task's corpus run waits for the
+        # first, so two workers never synthesise the same corpus side by side.
+        earlier = [run.key for run in self.runs.values() if run.stage == "corpus"] if config.data == "embedded" else []
+        corpus = self.add("corpus", {"task": task, "corpus": spec, "models": sorted(models)}, earlier)
         for model in models:
             base = {"task": task, "corpus": spec, "model": model, "model_options": _model_options(config, model)}
             for seed in config.seeds:

@@ -7,6 +7,7 @@ Importing this package registers every method in `METHODS`. Run one with
 
 from . import (  # noqa: F401  (each module registers its method)
     bad_teaching,
+    calibrated,
     finetune,
     gradascent,
     l1_sparse,

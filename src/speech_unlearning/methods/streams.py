@@ -4,16 +4,16 @@ Every stream shuffles with the call's seeded generator, so a method's run is a d
 function of its seed. Four shapes cover every method:
 
 - `forget_pass` / `retain_pass`: one shuffled pass over Df, Dr (or a subset of Dr);
-- `paired_pass`: a forget batch and a retain batch per step (NegGrad+). The longer of the two
-  sets is passed once; the shorter is re-shuffled each time it runs out, rather than replaying
-  the first pass's cached batches as `itertools.cycle` would;
+- `paired_pass`: a forget batch and a retain batch per step (NegGrad+, Calibrated). The longer
+  of the two sets (or Df alone) is passed once; the shorter is re-shuffled each time it runs
+  out, rather than replaying the first pass's cached batches as `itertools.cycle` would;
 - `mixed_pass`: Df and some retain data shuffled together, each row flagged (Bad-Teaching).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 import torch
@@ -52,10 +52,18 @@ def retain_pass(
 
 
 def paired_pass(
-    ctx: UnlearnContext, forget_batch_size: int, retain_batch_size: int, loss: LossFunction, name: str = "paired"
+    ctx: UnlearnContext,
+    forget_batch_size: int,
+    retain_batch_size: int,
+    loss: LossFunction,
+    name: str = "paired",
+    over: Literal["longer", "forget"] = "longer",
 ) -> Phase:
-    """`PairedBatch`es; as many steps as the longer of Df and Dr needs for one pass."""
-    steps = max(_count(len(ctx.forget), forget_batch_size), _count(len(ctx.retain), retain_batch_size))
+    """`PairedBatch`es; as many steps as one pass over the longer of Df and Dr needs, or, with
+    `over="forget"`, over Df alone (Dr then contributes that many freshly drawn batches)."""
+    steps = _count(len(ctx.forget), forget_batch_size)
+    if over == "longer":
+        steps = max(steps, _count(len(ctx.retain), retain_batch_size))
 
     def source(c: UnlearnContext) -> Iterator[PairedBatch]:
         forget = _endless(c, c.forget, forget_batch_size, True)
