@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -117,6 +118,26 @@ def clean_stale_temporaries(folder: str | Path) -> list[Path]:
             else:
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def remove_leftovers(final: str | Path) -> list[Path]:
+    """Remove what interrupted `atomic_directory(final)` calls left beside `final`; returns them.
+
+    Only this target's temporaries are matched (`.tmp-<name>-XXXXXXXX` from mkdtemp and
+    `.tmp-old-<name>-<pid>`), never those of a sibling whose name merely starts the same. Call
+    it before rewriting a folder that has a single writer (a checkpoint, a report folder).
+    """
+    final = Path(final)
+    name = re.escape(final.name)
+    pattern = re.compile(rf"{re.escape(TMP_PREFIX)}(?:{name}-[a-z0-9_]{{8}}|old-{name}-\d+)")
+    removed: list[Path] = []
+    if not final.parent.is_dir():
+        return removed
+    for entry in final.parent.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
 

@@ -3,7 +3,7 @@
 Documented conversions (not errors): stereo and multi-channel audio is averaged to mono; any
 other sample rate is resampled to 16 kHz with soxr (high quality). Errors (`AudioError`, which
 names the file): a missing file, an empty file, a truncated or non-audio file, a file with zero
-samples.
+samples, a (floating-point) file holding NaN or infinite samples.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def read_wav(
         raise AudioError(f"{path}: not a readable audio file ({error})") from None
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples (empty or truncated audio)")
+    if not np.isfinite(audio).all():
+        # Float WAVs can store NaN / inf; they would silently turn every feature and loss into NaN.
+        raise AudioError(f"{path}: contains NaN or infinite samples (corrupt floating-point audio)")
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]  # (samples,)
     if native_rate != sample_rate:
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ").astype(np.float32)

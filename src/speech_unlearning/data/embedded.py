@@ -36,6 +36,9 @@ import multiprocessing
 import os
 import shutil
 import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -440,18 +443,37 @@ def render_all(root: Path, jobs: list[ClipJob], shards: int, workers: int, progr
 
     Shard k holds jobs k, k + shards, k + 2 * shards, ... in plan order, so the result does not
     depend on `workers`. "spawn" (never fork) guarantees a process with no espeak-ng history.
+    Each shard gets a one-process executor, at most `workers` at a time: a worker that dies
+    (killed, out of memory) stops the build with a CorpusError instead of hanging it, which a
+    multiprocessing.Pool does when it silently replaces a dead worker and loses its task.
     """
     from tqdm import tqdm
 
-    tasks = [(str(root), jobs[k::shards]) for k in range(shards)]
-    tasks = [task for task in tasks if task[1]]
+    tasks = deque(task for task in ((str(root), jobs[k::shards]) for k in range(shards)) if task[1])
     entries: dict[str, dict[str, Any]] = {}
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes=max(1, min(workers, len(tasks))), maxtasksperchild=1) as pool:
+    running: dict[Future, ProcessPoolExecutor] = {}
+    try:
         with tqdm(total=len(jobs), desc="embedded corpus", unit="clip", disable=not progress) as bar:
-            for count, shard_entries in pool.imap_unordered(_render_shard_task, tasks, chunksize=1):
-                entries.update(shard_entries)
-                bar.update(count)
+            while tasks or running:
+                while tasks and len(running) < workers:
+                    executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                    running[executor.submit(_render_shard_task, tasks.popleft())] = executor
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    running.pop(future).shutdown()
+                    try:
+                        count, shard_entries = future.result()
+                    except BrokenProcessPool:
+                        raise CorpusError(
+                            "embedded corpus: a render process died (killed, or out of memory) during the build; "
+                            "nothing was kept, run the build again"
+                        ) from None
+                    entries.update(shard_entries)
+                    bar.update(count)
+    finally:
+        for executor in running.values():  # after an error: let the others stop before the folder goes
+            executor.shutdown(wait=True, cancel_futures=True)
     return entries
 
 

@@ -174,6 +174,16 @@ def check_method_overrides(config: BenchConfig, methods: Iterable[str]) -> None:
         raise ConfigError(
             f"method_overrides: {', '.join(map(repr, unknown))} not among the grid's methods ({', '.join(methods)})"
         )
+    from ..methods import parse_method_config, split_method_name
+
+    # Build each method's config now, so a misspelt hyper-parameter or an out-of-range value
+    # stops the grid before any corpus or model is computed, not at its first unlearning run.
+    for name, overrides in config.method_overrides.items():
+        method_class, with_superloss = split_method_name(name)
+        try:
+            parse_method_config(method_class, with_superloss, overrides, name)
+        except ConfigError as error:
+            raise ConfigError(f"method_overrides: {error}") from None
     from ..models.registry import model_names
 
     # Options for a registered backbone the grid does not use are harmless (a preset may carry

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
 from .plan import describe_split
 from .store import ResultStore, RunRecord
 
 REPORT_FOLDER = "report"
+PLOTS_FOLDER = "plots"  # inside REPORT_FOLDER
 SCENARIO_TITLES = {"sample": "Sample unlearning", "class": "Class unlearning", "speaker": "Speaker unlearning"}
 REFERENCE_ROWS = ("original", "retrain")
 TASK_TITLES = {"kws": "Keyword spotting", "sid": "Speaker identification"}
@@ -454,12 +455,14 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
         failures = store.records(status="failed")
     tables = aggregate(rows)
     folder = run_dir / REPORT_FOLDER
+    for owned in (folder, folder / PLOTS_FOLDER):  # leftovers of a report write that was killed
+        clean_stale_temporaries(owned)
     images: list[Path] = []
     if plots:
         for table in tables:
             mine = [r for r in rows if (r.task, r.corpus) == (table.task, table.corpus)]
             for plot in (plot_forgetting_vs_utility, plot_metrics_vs_ratio, plot_time_vs_gap):
-                images += plot(mine, table, folder / "plots")
+                images += plot(mine, table, folder / PLOTS_FOLDER)
     paths = {"markdown": folder / "report.md", "csv": folder / "results.csv", "runs_csv": folder / "runs.csv",
              "html": folder / "report.html"}
     atomic_write_text(paths["markdown"], format_markdown(tables, failures, images))

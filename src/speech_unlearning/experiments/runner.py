@@ -19,9 +19,11 @@ from typing import Any, Callable, Mapping
 from ..io import atomic_write_json, clean_stale_temporaries
 from .executors import Executor, InProcessExecutor, RunOutcome, RunTask, StageFunction
 from .plan import STAGES, Plan, Run, TuneGroup
+from .report import PLOTS_FOLDER, REPORT_FOLDER
 from .store import ResultStore
 
 FINISHED = ("done", "failed")
+TUNING_FOLDER = "tuning"  # RUN_DIR/tuning/<group>.json: one file per tuning choice
 
 
 @dataclass
@@ -103,7 +105,7 @@ class _Grid:
             return None
         self.store.save_tuning(group, choice, provenance)
         name = f"{group.task}-{group.model}-{group.scenario}-{group.method}-{group.key[:8]}.json".replace("/", "_")
-        atomic_write_json(self.run_dir / "tuning" / name, {"group_key": group.key, "choice": choice, **provenance})
+        atomic_write_json(self.run_dir / TUNING_FOLDER / name, {"group_key": group.key, "choice": choice, **provenance})
         return choice
 
     # -- building tasks --------------------------------------------------------------------------
@@ -169,9 +171,11 @@ class _Grid:
 
 def prepare_run_dir(plan: Plan, store: ResultStore, run_dir: Path, retry_failed: bool) -> GridSummary:
     """Rows for every run; crashed, incomplete and (optionally) failed runs back to pending."""
-    for stage in STAGES:
-        clean_stale_temporaries(run_dir / stage)
-    clean_stale_temporaries(run_dir)
+    # Every folder the driver or the report writes into: a kill mid-write leaves `.tmp-*` there.
+    owned = [run_dir, *(run_dir / stage for stage in STAGES), run_dir / TUNING_FOLDER,
+             run_dir / REPORT_FOLDER, run_dir / REPORT_FOLDER / PLOTS_FOLDER]
+    for folder in owned:
+        clean_stale_temporaries(folder)
     store.ensure(plan.runs)
     summary = GridSummary(recovered=store.recover_interrupted())
     incomplete = [

@@ -7,7 +7,8 @@ missing, the weights do not match the sha256 recorded in the metadata, the forma
 not supported, or the labels / feature spec differ from what the caller's data uses.
 
 A save builds the whole folder under a temporary name and moves it into place when complete
-(`io.atomic_directory`), so an interrupted save leaves the previous checkpoint intact.
+(`io.atomic_directory`), so an interrupted save leaves the previous checkpoint intact; the
+next save of the same folder removes the temporaries an interrupted one left beside it.
 
 metadata.json holds the caller's keys (label_names, feature_spec, corpus {name, fingerprint,
 spec}, split, train_config, metrics, history, ...) plus these, always written by `save_checkpoint`:
@@ -28,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..config import ConfigError
-from ..io import atomic_directory, read_json, sha256_file, sha256_json
+from ..io import atomic_directory, read_json, remove_leftovers, sha256_file, sha256_json
 from ..registry import UnknownNameError
 from .base import SpeechClassifier
 from .registry import rebuild_model
@@ -58,6 +59,7 @@ def save_checkpoint(folder: str | Path, model: SpeechClassifier, metadata: Mappi
     if not isinstance(build_args, dict):
         raise CheckpointError(f"{folder}: the model has no build_args; build it with create_model")
     folder = Path(folder)
+    remove_leftovers(folder)  # of an earlier save of this folder that was killed mid-write
     with atomic_directory(folder) as staging:
         save_file(state_tensors(model), str(staging / WEIGHTS_FILE))
         record = {key: jsonable(value) for key, value in dict(metadata or {}).items() if key not in RESERVED_KEYS}
