@@ -15,15 +15,20 @@ aims at the target itself, and needs no retrained model to know it:
 - **Labels no longer served** (class unlearning; a speaker in speaker ID): a model retrained
   without a class never predicts it and spreads its mass over the classes that look alike. The
   target for such a recording is the original model's softened output with the forgotten
-  classes removed and the rest renormalised; the loss is the KL to that target.
-- **Dr** keeps the original's behaviour by distillation (T²-scaled KL, as SCRUB's min step)
-  plus cross-entropy, on one retain batch paired with every forget batch.
+  classes removed and the rest renormalised; the loss is the KL to that target. When every
+  forget label is dropped, only the linear head learns (the embeddings are computed frozen, in
+  eval mode): removing a class is a change of the decision layer, and moving the whole network
+  for it cost the remaining classes 10-15 points of accuracy on the validation split.
+- **Dr** keeps the original's behaviour by distillation (T²-scaled KL, as SCRUB's min step,
+  to the original's output with any dropped class masked out) plus cross-entropy, on one retain
+  batch paired with every forget batch.
 
 Every epoch is one pass over Df (with as many retain batches), so the cost scales with |Df|,
-not |D|: on the demo preset it is a few seconds against Retrain's minutes.
+not |D|: on the quick preset 2-10 s against Retrain's 33-44 s (docs/BENCHMARKS.md).
 Defaults (chosen on the validation split of the embedded corpus, see docs/BENCHMARKS.md):
-AdamW at the recipes' settings (base.py, "Defaults"), 8 epochs, T = 2, retain weights 1 (KL)
-and 0.5 (CE), Huber β = 1.
+AdamW (weight decay 1e-4) at lr 1e-4 for the whole network, a tenth of the other methods'
+1e-3, which knocked the retained accuracy down by several points before Df moved; lr 3e-2 for
+the head alone; 8 epochs, T = 2, retain weights 1 (KL) and 0.5 (CE), Huber β = 1.
 """
 
 from __future__ import annotations
@@ -35,14 +40,20 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError, require
-from ..training.loop import per_sample_loss
+from ..training.loop import evaluation_mode, per_sample_loss
 from .base import AdamWMethodConfig, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
 from .streams import paired_pass
 
+# A dropped class's teacher logit: finite, so 0·log 0 terms stay 0 rather than NaN, and far
+# enough below any real logit that its softmax probability is exactly 0 in float32.
+MASKED_LOGIT = -1e4
+
 
 @dataclass
 class CalibratedConfig(AdamWMethodConfig):
+    lr: float = field(default=1e-4, metadata={"help": "AdamW lr of the whole network (labels still served)"})
+    head_lr: float = field(default=3e-2, metadata={"help": "AdamW lr of the head when only dropped labels are forgotten"})
     epochs: int = field(default=8, metadata={"help": "passes over Df, each paired with as many Dr batches"})
     forget_batch_size: int = field(default=32, metadata={"help": "forget examples per step"})
     temperature: float = field(default=2.0, metadata={"help": "softening T of the Dr distillation (SCRUB's 2)"})
@@ -56,6 +67,7 @@ class CalibratedConfig(AdamWMethodConfig):
         require(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
         require(self.retain_kl_weight >= 0, "retain_kl_weight", f"must be >= 0, got {self.retain_kl_weight}")
         require(self.retain_ce_weight >= 0, "retain_ce_weight", f"must be >= 0, got {self.retain_ce_weight}")
+        require(self.head_lr > 0, "head_lr", f"must be positive, got {self.head_lr}")
         require(self.huber_beta > 0, "huber_beta", f"must be positive, got {self.huber_beta}")
 
 
@@ -72,8 +84,31 @@ class Calibrated(Method):
         self.dropped = torch.zeros(ctx.num_classes, dtype=torch.bool, device=ctx.device)
         self.dropped[torch.from_numpy(dropped).to(ctx.device)] = True
         self.heldout_losses = self.sorted_heldout_losses(ctx)
-        ctx.log.append({"phase": "calibrate", "dropped_classes": dropped.tolist(),
+        forget_labels = torch.from_numpy(ctx.forget.labels[ctx.forget.indices]).to(ctx.device)
+        self.head_only = bool(self.dropped[forget_labels].all())
+        if self.head_only:  # only the head receives gradients, so only it moves
+            for group in ctx.optimizer.param_groups:
+                group["lr"] = ctx.config.head_lr
+        ctx.log.append({"phase": "calibrate", "dropped_classes": dropped.tolist(), "head_only": self.head_only,
                         "heldout_median_nats": float(self.heldout_losses.median())})  # fmt: skip
+
+    def outputs(self, ctx: UnlearnContext, inputs: torch.Tensor, with_teacher: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(working logits, original logits with dropped classes masked, or None) for `inputs`.
+
+        When only the head learns, the body is the original's, frozen and in eval mode (batch-norm
+        statistics untouched), so one embedding pass serves both heads.
+        """
+        if self.head_only:
+            with evaluation_mode(ctx.model):
+                embeddings = ctx.model.embed(inputs)
+                teacher = ctx.original.head(embeddings) if with_teacher else None
+            logits = ctx.model.head(embeddings)
+        else:
+            logits = ctx.logits(inputs)
+            teacher = ctx.teacher_logits(inputs) if with_teacher else None
+        # What a model retrained without the dropped classes would predict, as far as the
+        # original can tell: no mass on a class it never saw.
+        return logits, None if teacher is None else teacher.masked_fill(self.dropped, MASKED_LOGIT)
 
     @staticmethod
     def sorted_heldout_losses(ctx: UnlearnContext) -> torch.Tensor:
@@ -91,16 +126,15 @@ class Calibrated(Method):
         return self.forget_terms(ctx, batch.forget.inputs, batch.forget.labels) + [self.retain_term(ctx, batch)]
 
     def forget_terms(self, ctx: UnlearnContext, inputs: torch.Tensor, labels: torch.Tensor) -> list[Term]:
-        logits = ctx.logits(inputs)
         dropped = self.dropped[labels]  # (B,) rows whose label is no longer served
         served = ~dropped
+        logits, teacher = self.outputs(ctx, inputs, with_teacher=bool(dropped.any()))
         terms = []
         if served.any():
             terms.append(minimise(self.quantile_pull(ctx, logits[served], labels[served]), "forget"))
         if dropped.any():
-            teacher = ctx.teacher_logits(inputs[dropped]).masked_fill(self.dropped, float("-inf"))  # (b, C)
-            target = F.softmax(teacher, dim=1)
-            terms.append(minimise(-(target * F.log_softmax(logits[dropped], dim=1)).nan_to_num().sum(1), "forget"))
+            target = F.softmax(teacher[dropped], dim=1)  # (b, C)
+            terms.append(minimise(-(target * F.log_softmax(logits[dropped], dim=1)).sum(1), "forget"))
         return terms
 
     def quantile_pull(self, ctx: UnlearnContext, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -111,10 +145,9 @@ class Calibrated(Method):
         positions = (levels * len(self.heldout_losses)).long().clamp(max=len(self.heldout_losses) - 1)
         return F.smooth_l1_loss(losses, self.heldout_losses[positions], beta=ctx.config.huber_beta, reduction="none")
 
-    @staticmethod
-    def retain_term(ctx: UnlearnContext, batch: PairedBatch) -> Term:
+    def retain_term(self, ctx: UnlearnContext, batch: PairedBatch) -> Term:
         cfg = ctx.config
-        logits = ctx.logits(batch.retain.inputs)
-        kl = softened_kl(logits, ctx.teacher_logits(batch.retain.inputs), cfg.temperature) * cfg.temperature**2
+        logits, teacher = self.outputs(ctx, batch.retain.inputs, with_teacher=True)
+        kl = softened_kl(logits, teacher, cfg.temperature) * cfg.temperature**2
         losses = cfg.retain_kl_weight * kl + cfg.retain_ce_weight * per_sample_loss(logits, batch.retain.labels)
         return minimise(losses, "retain")

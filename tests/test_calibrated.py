@@ -1,0 +1,126 @@
+"""The calibrated method's two promises, beyond what test_methods checks for every method.
+
+- Class unlearning: the dropped class is never predicted again, only the head moves, and the
+  remaining classes keep their accuracy.
+- Sample unlearning: the forget losses rise to where held-out losses sit, and stay there even
+  when the schedule runs far longer than needed (no overshoot, unlike gradient ascent).
+
+The data are synthetic log-mel-shaped arrays with noisy class centres; the model is the
+registry's narrow keyword CNN, trained long enough to memorise its training set (train 97 %,
+held-out 66 %), so the gap that sample unlearning must close is there to see.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speech_unlearning.config import ConfigError
+from speech_unlearning.methods import unlearn
+from speech_unlearning.models.registry import create_model
+from speech_unlearning.training.data import ArrayData
+from speech_unlearning.training.loop import TrainConfig, accuracy, evaluation_mode, fit, per_sample_loss
+
+NUM_CLASSES, SHAPE = 6, (8, 12)
+DROPPED = 0
+
+
+class Memoriser:
+    """A small CNN trained to memorise 240 noisy examples; 120 held out."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.labels = np.repeat(np.arange(NUM_CLASSES), 60)
+        centres = rng.normal(size=(NUM_CLASSES, *SHAPE)).astype(np.float32)
+        self.features = (centres[self.labels] + 2.0 * rng.normal(size=(len(self.labels), *SHAPE))).astype(np.float32)
+        order = rng.permutation(len(self.labels))
+        self.train, self.heldout = np.sort(order[:240]), np.sort(order[240:])
+        self.train_config = TrainConfig(epochs=30, batch_size=32, lr=3e-3, patience=0, progress=False)
+        torch.manual_seed(0)
+        self.model = create_model("kws-resnet", NUM_CLASSES, n_mels=SHAPE[0], channels=8, blocks=1)
+        fit(self.model, self.data(self.train), None, self.train_config)
+        self.model.eval()
+
+    def data(self, rows: np.ndarray) -> ArrayData:
+        return ArrayData(self.features, self.labels, rows)
+
+    def losses(self, model, rows: np.ndarray) -> torch.Tensor:
+        inputs, labels = torch.from_numpy(self.features[rows]), torch.from_numpy(self.labels[rows]).long()
+        with evaluation_mode(model):
+            return per_sample_loss(model(inputs), labels)
+
+    def predictions(self, model, rows: np.ndarray) -> np.ndarray:
+        with evaluation_mode(model):
+            return model(torch.from_numpy(self.features[rows])).argmax(1).numpy()
+
+    def unlearn(self, forget: np.ndarray, **overrides):
+        retain = np.setdiff1d(self.train, forget)
+        return unlearn("calibrated", self.model, self.data(forget), self.data(retain), overrides=overrides,
+                       validation=self.data(self.heldout), train_config=self.train_config, seed=0)
+
+
+@pytest.fixture(scope="module")
+def memoriser() -> Memoriser:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield Memoriser()
+    torch.set_num_threads(previous)
+
+
+def test_the_setting_memorises(memoriser):
+    """The precondition of the sample tests: training data is fitted far better than held-out."""
+    assert accuracy(memoriser.model, memoriser.data(memoriser.train)) > 0.9
+    assert accuracy(memoriser.model, memoriser.data(memoriser.heldout)) < 0.8
+
+
+def test_class_unlearning_never_predicts_the_class_and_keeps_the_others(memoriser):
+    forget = memoriser.train[memoriser.labels[memoriser.train] == DROPPED]
+    result = memoriser.unlearn(forget)
+    assert result.log[0]["head_only"] and result.log[0]["dropped_classes"] == [DROPPED]
+    everything = np.arange(len(memoriser.labels))
+    assert not (memoriser.predictions(result.model, everything) == DROPPED).any()
+    # Only the head moved: every body weight and batch-norm statistic is the original's.
+    original = memoriser.model.state_dict()
+    for name, tensor in result.model.state_dict().items():
+        if not name.startswith("head."):
+            assert torch.equal(tensor, original[name]), name
+    # The remaining classes' held-out accuracy stays within 2 points of the original's.
+    kept = memoriser.heldout[memoriser.labels[memoriser.heldout] != DROPPED]
+    before = accuracy(memoriser.model, memoriser.data(kept))
+    assert accuracy(result.model, memoriser.data(kept)) >= before - 0.02
+
+
+def test_sample_unlearning_lifts_forget_losses_to_the_heldout_level(memoriser):
+    forget = np.sort(np.random.default_rng(1).choice(memoriser.train, 24, replace=False))
+    before = memoriser.losses(memoriser.model, forget).median().item()
+    target = memoriser.losses(memoriser.model, memoriser.heldout).median().item()
+    assert target > before + 0.2  # there is a gap to close
+    # 24 forget items are one batch: 30 epochs at lr 1e-3 is the default schedule's step count
+    # on a corpus-sized Df.
+    result = memoriser.unlearn(forget, epochs=30, lr=1e-3)
+    assert not result.log[0]["head_only"]
+    after = memoriser.losses(result.model, forget).median().item()
+    assert after > before + 0.3 * (target - before)
+    assert after < 1.25 * target
+    heldout_accuracy = accuracy(memoriser.model, memoriser.data(memoriser.heldout))
+    assert accuracy(result.model, memoriser.data(forget)) <= heldout_accuracy + 0.15
+    retain = np.setdiff1d(memoriser.train, forget)
+    assert accuracy(result.model, memoriser.data(retain)) >= accuracy(memoriser.model, memoriser.data(retain)) - 0.05
+
+
+def test_a_long_schedule_does_not_overshoot(memoriser):
+    """Gradient ascent keeps pushing; the quantile pull stops at the held-out level."""
+    forget = np.sort(np.random.default_rng(2).choice(memoriser.train, 24, replace=False))
+    target = memoriser.losses(memoriser.model, memoriser.heldout).median().item()
+    result = memoriser.unlearn(forget, epochs=150, lr=1e-3)
+    assert memoriser.losses(result.model, forget).median().item() < 1.5 * target
+    ascent = unlearn("gradascent", memoriser.model, memoriser.data(forget), memoriser.data(np.setdiff1d(memoriser.train, forget)),
+                     overrides={"epochs": 150, "lr": 1e-3}, seed=0)
+    assert memoriser.losses(ascent.model, forget).median().item() > 3 * target
+
+
+def test_calibrated_needs_heldout_data(memoriser):
+    forget = memoriser.train[:24]
+    with pytest.raises(ConfigError, match="validation"):
+        unlearn("calibrated", memoriser.model, memoriser.data(forget), memoriser.data(np.setdiff1d(memoriser.train, forget)))
