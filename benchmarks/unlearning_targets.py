@@ -1,0 +1,127 @@
+"""Check a finished benchmark grid against the forgetting targets: per setting, every method's
+Avg. Gap to Retrain, its time as a share of Retrain's, and for class unlearning the forgotten
+and remaining classes' test accuracy and the relearning attack.
+
+    .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [--method calibrated] [--markdown]
+
+A setting is (task, scenario); every number is a mean ± std over the grid's runs (seeds, ratios).
+The targets checked for `--method` (default: calibrated):
+- Avg. Gap to Retrain <= 1.5 pp, at <= 5 % of Retrain's wall time;
+- class unlearning: forgotten-class test accuracy <= chance + 2 pp, remaining classes' test
+  accuracy within 1 pp of the original's;
+- relearning attack: forget accuracy after 5 relearning steps no higher than the Retrain's.
+Exits 0 whatever the outcome: this reports, it does not gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from speech_unlearning.experiments.store import ResultStore
+from speech_unlearning.io import read_json
+
+GAP_TARGET_PP, TIME_TARGET, CHANCE_MARGIN_PP, REMAINING_MARGIN_PP = 1.5, 0.05, 2.0, 1.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a finished `speech-unlearn bench` run folder")
+    parser.add_argument("--method", default="calibrated", help="the method whose targets are checked")
+    return parser.parse_args()
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "NA"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+
+
+def cell_of(record) -> tuple:
+    """The (task, model, seed, split) a run belongs to: its Original and Retrain share it."""
+    config = record.config
+    return config["task"], config["model"], config["seed"], tuple(sorted(config["split"].items()))
+
+
+def class_count(run_dir: Path, store: ResultStore, original_key: str) -> int:
+    folder = store.get(original_key).artefacts["checkpoint"]
+    return len(read_json(run_dir / folder / "metadata.json")["label_names"])
+
+
+def collect(run_dir: Path) -> dict:
+    """setting -> method -> list of per-run rows (gap, time ratio, class accuracies, relearn)."""
+    store = ResultStore.in_folder(run_dir)
+    evaluations = store.records(stage="evaluate", status="done")
+    by_cell = defaultdict(dict)
+    for record in evaluations:
+        by_cell[cell_of(record)][record.config["method"]] = record
+    rows: dict = defaultdict(lambda: defaultdict(list))
+    for cell, methods in by_cell.items():
+        original, retrain = methods.get("original"), methods.get("retrain")
+        if original is None or retrain is None:
+            continue
+        chance = 100.0 / class_count(run_dir, store, original.config["original"])
+        for method, record in methods.items():
+            metrics = record.metrics["metrics"]
+            accuracy = metrics["accuracy"]
+            row = {"gap": record.metrics.get("avg_gap_pp"), "time": metrics.get("time", {}).get("ratio"),
+                   "chance": chance}
+            if "test_forgotten" in accuracy:
+                row["forgotten"] = 100 * accuracy["test_forgotten"]
+                row["remaining_drop"] = 100 * (original.metrics["metrics"]["accuracy"]["test_remaining"]
+                                               - accuracy["test_remaining"])
+            relearn, reference = metrics.get("relearn"), retrain.metrics["metrics"].get("relearn")
+            if relearn and reference:
+                row["relearn_excess"] = 100 * (relearn["at_step_5"] - reference["at_step_5"])
+            rows[cell[0], record.config["split"]["scenario"]][method].append(row)
+    return rows
+
+
+def values(rows: list[dict], key: str) -> list[float]:
+    return [row[key] for row in rows if row.get(key) is not None]
+
+
+def report(rows: dict, method: str) -> None:
+    for (task, scenario), methods in sorted(rows.items()):
+        print(f"\n### {task} · {scenario} unlearning\n")
+        print("| Method | Avg. Gap (pp) | Time / Retrain | Forgotten-class test acc. (%) | Remaining drop (pp) "
+              "| Relearn excess at step 5 (pp) | runs |")
+        print("|---|---|---|---|---|---|---|")
+        order = sorted(methods, key=lambda name: statistics.mean(values(methods[name], "gap") or [float("inf")]))
+        for name in order:
+            data = methods[name]
+            print(f"| {name} | {mean_std(values(data, 'gap'))} | {mean_std(values(data, 'time'))} "
+                  f"| {mean_std(values(data, 'forgotten'))} | {mean_std(values(data, 'remaining_drop'))} "
+                  f"| {mean_std(values(data, 'relearn_excess'))} | {len(data)} |")
+        if method in methods:
+            print("\n" + verdict(methods[method], scenario, method))
+
+
+def verdict(data: list[dict], scenario: str, method: str) -> str:
+    gap, time = statistics.mean(values(data, "gap")), statistics.mean(values(data, "time") or [float("nan")])
+    checks = [f"Avg. Gap {gap:.2f} pp {'<=' if gap <= GAP_TARGET_PP else '>'} {GAP_TARGET_PP}",
+              f"time {100 * time:.1f} % of Retrain {'<=' if time <= TIME_TARGET else '>'} {100 * TIME_TARGET:.0f} %"]
+    if scenario == "class":
+        forgotten, chance = statistics.mean(values(data, "forgotten")), data[0]["chance"]
+        drop = statistics.mean(values(data, "remaining_drop"))
+        checks.append(f"forgotten class {forgotten:.1f} % {'<=' if forgotten <= chance + CHANCE_MARGIN_PP else '>'} "
+                      f"chance + 2 = {chance + CHANCE_MARGIN_PP:.1f} %")
+        checks.append(f"remaining classes drop {drop:.2f} pp {'<=' if drop <= REMAINING_MARGIN_PP else '>'} 1")
+    excess = values(data, "relearn_excess")
+    if excess:
+        mean_excess = statistics.mean(excess)
+        checks.append(f"relearn excess {mean_excess:+.1f} pp {'<=' if mean_excess <= 0 else '>'} 0")
+    return f"{method}: " + "; ".join(checks)
+
+
+def main() -> int:
+    args = parse_args()
+    report(collect(args.run_dir), args.method)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
