@@ -1,6 +1,7 @@
 """Check a finished benchmark grid against the forgetting targets: per setting, every method's
 Avg. Gap to Retrain, its time as a share of Retrain's, and for class unlearning the forgotten
-and remaining classes' test accuracy and the relearning attack.
+and remaining classes' test accuracy the relearning attack, and the representation probe (can a linear probe on the penultimate
+embeddings still tell the forgotten items from the rest; compare with Retrain's).
 
     .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [--method calibrated] [--markdown]
 
@@ -73,6 +74,8 @@ def collect(run_dir: Path) -> dict:
                 row["forgotten"] = 100 * accuracy["test_forgotten"]
                 row["remaining_drop"] = 100 * (original.metrics["metrics"]["accuracy"]["test_remaining"]
                                                - accuracy["test_remaining"])
+            if metrics.get("probe"):
+                row["probe"] = 100 * metrics["probe"]["balanced_accuracy"]
             relearn, reference = metrics.get("relearn"), retrain.metrics["metrics"].get("relearn")
             if relearn and reference:
                 row["relearn_excess"] = 100 * (relearn["at_step_5"] - reference["at_step_5"])
@@ -88,14 +91,14 @@ def report(rows: dict, method: str) -> None:
     for (task, scenario), methods in sorted(rows.items()):
         print(f"\n### {task} · {scenario} unlearning\n")
         print("| Method | Avg. Gap (pp) | Time / Retrain | Forgotten-class test acc. (%) | Remaining drop (pp) "
-              "| Relearn excess at step 5 (pp) | runs |")
-        print("|---|---|---|---|---|---|---|")
+              "| Relearn excess at step 5 (pp) | Probe bal. acc. (%) | runs |")
+        print("|---|---|---|---|---|---|---|---|")
         order = sorted(methods, key=lambda name: statistics.mean(values(methods[name], "gap") or [float("inf")]))
         for name in order:
             data = methods[name]
             print(f"| {name} | {mean_std(values(data, 'gap'))} | {mean_std(values(data, 'time'))} "
                   f"| {mean_std(values(data, 'forgotten'))} | {mean_std(values(data, 'remaining_drop'))} "
-                  f"| {mean_std(values(data, 'relearn_excess'))} | {len(data)} |")
+                  f"| {mean_std(values(data, 'relearn_excess'))} | {mean_std(values(data, 'probe'))} | {len(data)} |")
         if method in methods:
             print("\n" + verdict(methods[method], scenario, method))
 

@@ -34,6 +34,8 @@ TINY_KWS = ["--model", "kws-resnet", "--model-option", "channels=8", "--model-op
 SHORT_RECIPE = ["--set", "epochs=1", "--set", "batch_size=128", "--set", "lr=0.01"]
 # One pass of gradient ascent over Df: the cheapest real unlearning run.
 QUICK_METHOD = ["--method", "gradascent", "--set", "epochs=1"]
+# What `--method auto` runs for a KWS speaker request: the shipped table's choice.
+SHIPPED_KWS_SPEAKER_CHOICE = json.loads(CHOICE_FILE.read_text())["choices"]["kws"]["speaker"]["method"]
 # Thresholds every outcome meets: for tests of the pipeline rather than of the verdict.
 LENIENT = [
     "--threshold", "forget_tolerance_pp=100", "--threshold", "mia_tolerance_pp=50",
@@ -74,11 +76,11 @@ def fsdd_original(fsdd_root, cache_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def speaker_request(fsdd_original, cache_dir, tmp_path_factory):
-    """`--speaker jackson` applied to the original with the default method choice (SCRUB, shortened)."""
+    """`--speaker jackson` applied to the original with the shipped method choice, shortened."""
     original, _, _ = fsdd_original
     out = tmp_path_factory.mktemp("forget-speaker") / "jackson"
-    # A 2-second budget keeps the test short: SCRUB stops after the step that crosses it.
-    extra = ["--method", "auto", "--set", "epochs=1", "--set", "max_steps=1", "--budget-seconds", "2",
+    # A 2-second budget keeps the test short: the method stops after the step that crosses it.
+    extra = ["--method", "auto", "--set", "epochs=1", "--budget-seconds", "2",
              "--request-id", "REQ-1"] + LENIENT
     status, stdout, stderr = forget(original, out, cache_dir, "--speaker", "jackson", extra=extra)
     return status, stdout, stderr, out
@@ -90,7 +92,7 @@ def test_speaker_request_writes_checkpoint_history_and_audit(speaker_request, fs
     jackson_train = [u for u in fsdd_kws.utterances if u.speaker == "jackson" and u.split == "train"]
     assert f"{len(jackson_train)} training item(s) of fsdd-kws to forget" in stdout
     assert "per speaker: jackson 400" in stdout and "per class: 0 40, 1 40" in stdout
-    assert "method: scrub" in stdout  # the shipped table's choice for (kws, speaker)
+    assert f"method: {SHIPPED_KWS_SPEAKER_CHOICE}" in stdout  # `auto` follows the shipped table
 
     audit = json.loads((out / "audit.json").read_text())
     assert audit["verdict"] == "pass" and audit["request"]["id"] == "REQ-1"
@@ -103,7 +105,7 @@ def test_speaker_request_writes_checkpoint_history_and_audit(speaker_request, fs
     _, _, original_sha = fsdd_original
     assert audit["checkpoints"]["before"]["sha256"] == original_sha
     assert audit["checkpoints"]["after"]["sha256"] == checkpoint_sha256(out)
-    assert audit["method"]["name"] == "scrub" and audit["method"]["config"]["epochs"] == 1
+    assert audit["method"]["name"] == SHIPPED_KWS_SPEAKER_CHOICE and audit["method"]["config"]["epochs"] == 1
     assert audit["method"]["budget_seconds"] == 2 and audit["method"]["steps"] >= 1
     assert audit["method"]["choice"]["scenario"] == "speaker"
     assert audit["software"]["speech_unlearning"] and audit["wall_seconds"] > 0
@@ -121,7 +123,7 @@ def test_speaker_request_writes_checkpoint_history_and_audit(speaker_request, fs
     assert len(metadata["history"]) == 1
     assert entry["request_id"] == "REQ-1" and entry["request_sha256"] == audit["request"]["sha256"]
     assert entry["kinds"] == ["speaker"] and entry["counts"]["total"] == len(jackson_train)
-    assert entry["method"] == "scrub" and entry["verdict"] == "pass" and entry["timestamp"]
+    assert entry["method"] == SHIPPED_KWS_SPEAKER_CHOICE and entry["verdict"] == "pass" and entry["timestamp"]
     assert entry["splits"][0]["forget_ids"] == sorted(items)
     assert metadata["split"]["kind"] == "speaker" and metadata["verification"]["verdict"] == "pass"
 

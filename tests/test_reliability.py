@@ -79,7 +79,11 @@ representation_probe: false
 workers: 1
 device: cpu
 method_overrides: {finetune: {epochs: 3}}
+model_options: {sid-xvector: {embedding_dim: 4096}}
 """
+# A wide embedding layer (2.5 M parameters, one matrix-vector product per utterance) makes every
+# checkpoint ~10 MB, so an artefact write lasts long enough for the poller to land a kill in it
+# even on a busy machine; the convolutions, where the training time goes, stay at demo width.
 
 
 def run_cli(*args: str, timeout: float = PROCESS_TIMEOUT) -> subprocess.CompletedProcess:

@@ -1,0 +1,49 @@
+"""The noise floor of the Avg. Gap: two Retrains of the same split that differ only in seed.
+
+    .venv/bin/python benchmarks/retrain_noise.py RUN_DIR [--only "seed=0 sample 5%"] [--cache-dir DIR]
+
+For every Retrain cell of a finished grid (filtered by --only), it trains a second Retrain on
+the same Dr with the same recipe and seed + 1000, and prints that model's Avg. Gap to the grid's
+Retrain, measured exactly as the grid measures a method. No unlearning method can be expected
+to come closer to "the" Retrain than another Retrain does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from grid_cells import grid_cells
+from speech_unlearning.evaluation import evaluate_unlearning
+from speech_unlearning.experiments.stages import TUNE_METRICS
+from speech_unlearning.training.loop import TrainConfig
+from speech_unlearning.training.recipes import train_original
+
+SEED_OFFSET = 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a finished `speech-unlearn bench` run folder")
+    parser.add_argument("--only", action="append", default=[], help="keep cells whose label contains this (repeatable)")
+    parser.add_argument("--cache-dir", default=None, help="the grid's corpus / feature cache")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for cell in grid_cells(args.run_dir, args.cache_dir, args.only):
+        recipe = TrainConfig(**cell.original_metadata["train_config"])
+        seed = int(cell.config["seed"])
+        other, _, _ = train_original(cell.corpus, cell.config["model"], seed + SEED_OFFSET, args.cache_dir, recipe,
+                                     cell.split.retain_indices(cell.corpus), progress=False,
+                                     model_options=cell.config.get("model_options"))
+        report = evaluate_unlearning(other.eval(), cell.features, cell.corpus, cell.split, reference=cell.retrain,
+                                     metrics=list(TUNE_METRICS), seed=seed, progress=False)
+        gap = report["gap_to_retrain"]
+        terms = ", ".join(f"{key} {gap['gaps_pp'][key]:.1f}" for key in gap["avg_gap_terms"])
+        print(f"{cell.label}: Avg. Gap {gap['avg_gap_pp']:.2f} pp ({terms})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
