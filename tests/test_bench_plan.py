@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from speech_unlearning.cli.main import main
@@ -195,6 +197,26 @@ def test_estimate_uses_measured_timings_when_present():
     # The finished run costs nothing; the other kws original takes the measured mean; sid keeps the table.
     sid = [run for run in originals if run.config["task"] == "sid"]
     assert refined.seconds["original"] == pytest.approx(1000.0 + sum(table_estimate(run, plan) for run in sid))
+
+
+def test_estimate_scales_small_models_by_their_configured_width():
+    """The demo's narrow models cost what their parameter count says, not the default width's."""
+    from speech_unlearning.models.registry import create_model
+
+    def parameters(name, **options):
+        return sum(p.numel() for p in create_model(name, 10, **options).parameters())
+
+    narrow = build_plan(resolve_config("demo"))
+    default_width = build_plan(dataclasses.replace(resolve_config("demo"), model_options={}))
+    for task, model in (("kws", "kws-resnet"), ("sid", "sid-xvector")):
+        # An evaluation's estimate is linear in the model's cost (training stages are capped).
+        narrow_run, default_run = (next(r for r in plan.stage_runs("evaluate") if r.config["task"] == task)
+                                   for plan in (narrow, default_width))
+        options = narrow_run.config["model_options"]
+        assert options and not default_run.config.get("model_options")
+        ratio = table_estimate(narrow_run, narrow) / table_estimate(default_run, default_width)
+        assert ratio == pytest.approx(parameters(model, **options) / parameters(model))
+        assert ratio < 0.5
 
 
 def test_plan_only_prints_counts_and_estimate(tmp_path, capsys):

@@ -2,7 +2,10 @@
 
 The table gives seconds per 1,000 training examples per epoch on the device each backbone is
 meant for (the small models on two CPU cores, measured as CPU time on the embedded corpus; the
-transformers on one modern GPU, rough guesses). They are
+transformers on one modern GPU, rough guesses). A small model built narrower or wider than its
+default (`model_options`, e.g. the demo's `channels: 16`) is scaled by its parameter count
+against the default's: in these convolutional and TDNN models compute and parameters both grow
+with the square of the width. They are
 rough orders of magnitude, good for "minutes or days?", not for scheduling. As soon as the
 results database holds finished runs of the same (stage, task, model), their mean wall time
 replaces the table's guess for the remaining runs of that kind.
@@ -10,6 +13,8 @@ replaces the table's guess for the remaining runs of that kind.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Mapping
@@ -72,8 +77,34 @@ def _epochs(run: Run) -> int:
         return DEFAULT_EPOCHS
 
 
+# Families whose cost follows their parameter count and that build in milliseconds on a CPU.
+SCALED_FAMILIES = ("cnn", "tdnn")
+
+
+@functools.lru_cache(maxsize=None)
+def _width_factor(model: str, options_json: str) -> float:
+    """Parameters of `model` built with these options / with its defaults (1 for other families)."""
+    from ..models.registry import create_model, model_info
+
+    options = json.loads(options_json)
+    if not options or model_info(model).family not in SCALED_FAMILIES:
+        return 1.0
+
+    def count(**kwargs) -> int:
+        return sum(p.numel() for p in create_model(model, 10, **kwargs).parameters())
+
+    return count(**options) / count()
+
+
+def _seconds_per_1k(run: Run) -> float:
+    """The table's training cost of the run's backbone, scaled to its configured width."""
+    model = run.config["model"]
+    options = json.dumps(run.config.get("model_options") or {}, sort_keys=True)
+    return TRAIN_SECONDS_PER_1K.get(model, DEFAULT_TRAIN_SECONDS_PER_1K) * _width_factor(model, options)
+
+
 def _train_seconds(run: Run, sizes: tuple[int, int]) -> float:
-    per_1k = TRAIN_SECONDS_PER_1K.get(run.config["model"], DEFAULT_TRAIN_SECONDS_PER_1K)
+    per_1k = _seconds_per_1k(run)
     seconds = _epochs(run) * sizes[0] / 1000 * per_1k
     cap = run.config.get("train", {}).get("max_seconds")
     return min(seconds, cap) if cap else seconds
@@ -97,7 +128,7 @@ def table_estimate(run: Run, plan: Plan) -> float:
     unlearn_seconds = retrain_seconds * budget.get("factor", 1.0)
     if budget.get("cap_seconds"):
         unlearn_seconds = min(unlearn_seconds, budget["cap_seconds"])
-    per_1k = TRAIN_SECONDS_PER_1K.get(run.config["model"], DEFAULT_TRAIN_SECONDS_PER_1K)
+    per_1k = _seconds_per_1k(run)
     options = run.config.get("options", {})
     # One forward pass over the corpus (Df, Dr, Dtest); the relearning attack about doubles it
     # (a few training steps, then Df again), the probe adds embeddings of a few groups.
