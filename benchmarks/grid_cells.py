@@ -60,3 +60,9 @@ def grid_cells(run_dir: Path, cache_dir: str | None, only: list[str]) -> Iterato
 def _original_of(retrain: RunRecord, originals: list[RunRecord]) -> RunRecord:
     same = ("task", "model", "seed", "corpus")
     return next(o for o in originals if all(o.config[key] == retrain.config[key] for key in same))
+
+
+def describe_gap(gap: dict[str, Any]) -> str:
+    """"Avg. Gap X pp (term g, ...)" from an evaluation report's gap_to_retrain."""
+    terms = ", ".join(f"{key} {gap['gaps_pp'][key]:.1f}" for key in gap["avg_gap_terms"])
+    return f"Avg. Gap {gap['avg_gap_pp']:5.2f} pp ({terms})"

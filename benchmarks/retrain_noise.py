@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from grid_cells import grid_cells
+from grid_cells import describe_gap, grid_cells
 from speech_unlearning.evaluation import evaluate_unlearning
 from speech_unlearning.experiments.stages import TUNE_METRICS
 from speech_unlearning.training.loop import TrainConfig
@@ -39,9 +39,7 @@ def main() -> int:
                                      model_options=cell.config.get("model_options"))
         report = evaluate_unlearning(other.eval(), cell.features, cell.corpus, cell.split, reference=cell.retrain,
                                      metrics=list(TUNE_METRICS), seed=seed, progress=False)
-        gap = report["gap_to_retrain"]
-        terms = ", ".join(f"{key} {gap['gaps_pp'][key]:.1f}" for key in gap["avg_gap_terms"])
-        print(f"{cell.label}: Avg. Gap {gap['avg_gap_pp']:.2f} pp ({terms})", flush=True)
+        print(f"{cell.label}: {describe_gap(report['gap_to_retrain'])}", flush=True)
     return 0
 
 

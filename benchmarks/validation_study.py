@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from grid_cells import grid_cells
+from grid_cells import describe_gap, grid_cells
 from speech_unlearning.evaluation import evaluate_unlearning
 from speech_unlearning.experiments.plan import load_methods
 from speech_unlearning.experiments.stages import TUNE_METRICS, ValidationAsTest
@@ -52,10 +52,8 @@ def main() -> int:
                              train_config=TrainConfig(**cell.original_metadata["train_config"]))
             report = evaluate_unlearning(result.model, cell.features, cell.corpus, split, reference=cell.retrain,
                                          metrics=list(TUNE_METRICS), seed=int(cell.config["seed"]), progress=False)
-            gap = report["gap_to_retrain"]
-            terms = ", ".join(f"{key} {gap['gaps_pp'][key]:.1f}" for key in gap["avg_gap_terms"])
-            print(f"  {json.dumps(overrides):40s} Avg. Gap {gap['avg_gap_pp']:5.2f} pp ({terms}); "
-                  f"{result.seconds:.1f} s", flush=True)
+            print(f"  {json.dumps(overrides):40s} {describe_gap(report['gap_to_retrain'])}; {result.seconds:.1f} s",
+                  flush=True)
     return 0
 
 

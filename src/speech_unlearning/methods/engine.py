@@ -63,8 +63,7 @@ def unlearn(
     num_classes = _num_classes(original_model)
     method = method_class()
     method.check(config, forget, retain, train_config)
-    # CPU kernels are deterministic already; switching the flag on imports torch._dynamo (~1.7 s).
-    with deterministic_algorithms(model_device(original_model).type == "cuda"):
+    with deterministic_algorithms(True, model_device(original_model)):
         generator = seed_everything(seed)
         budget = Budget(budget_seconds)  # starts the clock
         ctx = UnlearnContext(
