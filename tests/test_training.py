@@ -119,6 +119,25 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     assert restored.loss != pytest.approx(result.history[-1]["val_loss"], rel=1e-6)
 
 
+def test_a_falling_validation_loss_keeps_training_while_accuracy_stalls():
+    # The validation history of an FSDD keyword model whose accuracy stalled for three epochs
+    # while its loss still fell; stopping on accuracy alone ended it at half its schedule.
+    from speech_unlearning.training.loop import Evaluation, _BestWeights
+
+    model = make_model()
+    tracker = _BestWeights(patience=3)
+    history = [(0.38, 1.63), (0.69, 1.17), (0.68, 0.98), (0.63, 0.93), (0.66, 0.95)]
+    for epoch, (accuracy_value, loss) in enumerate(history, start=1):
+        tracker.update(epoch, Evaluation(loss=loss, accuracy=accuracy_value), model)
+    assert not tracker.out_of_patience and tracker.epochs_since_best == 1
+    assert tracker.best_epoch == 2  # the weights kept are still chosen on accuracy
+    tracker.update(6, Evaluation(loss=0.67, accuracy=0.77), model)
+    assert tracker.best_epoch == 6 and tracker.epochs_since_best == 0
+    for epoch in (7, 8, 9):  # neither score improves: patience runs out
+        tracker.update(epoch, Evaluation(loss=0.70, accuracy=0.70), model)
+    assert tracker.out_of_patience and tracker.best_epoch == 6
+
+
 def test_without_validation_all_epochs_run_and_the_last_weights_stay():
     train, _ = split(blobs())
     result = fit(make_model(), train, None, quick_config(epochs=3, patience=1))

@@ -79,7 +79,7 @@ class TrainConfig:
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (ignored by adam/adamw)"})
     patience: int = field(
         default=5,
-        metadata={"help": "stop after this many epochs without a better validation score; 0 = never"},
+        metadata={"help": "stop after this many epochs in which neither validation accuracy nor loss improved; 0 = never"},
     )
     seed: int = field(default=0, metadata={"help": "seed for initialisation order, shuffling and dropout"})
     device: str = field(default="auto", metadata={"help": "auto (GPU if present) | cpu | cuda | cuda:N"})
@@ -372,23 +372,32 @@ def evaluate_loss(model: nn.Module, data: ArrayData, batch_size: int = 256) -> f
 
 
 class _BestWeights:
-    """Keeps the weights of the best validation epoch: higher accuracy wins, lower loss breaks ties."""
+    """Keeps the weights of the best validation epoch: higher accuracy wins, lower loss breaks ties.
+
+    Patience counts epochs in which neither the validation accuracy nor the validation loss
+    reached a new best. Accuracy on a few hundred validation items can stall for several epochs
+    while the loss still falls and the decaying learning rate has yet to anneal the weights;
+    stopping on accuracy alone cut such runs at half their schedule (an FSDD keyword model
+    stopped after 5 of 10 epochs at 62 % test accuracy; run to the end it reached 97 %).
+    """
 
     def __init__(self, patience: int):
         self.patience = patience
         self.best_key: tuple[float, float] | None = None
+        self.best_loss = math.inf
         self.best_epoch = 0
         self.epochs_since_best = 0
         self._state: dict[str, torch.Tensor] | None = None
 
     def update(self, epoch: int, score: Evaluation, model: nn.Module) -> None:
         key = (score.accuracy, -score.loss)
+        improved = self.best_key is None or key > self.best_key or score.loss < self.best_loss
+        self.best_loss = min(self.best_loss, score.loss)
+        self.epochs_since_best = 0 if improved else self.epochs_since_best + 1
         if self.best_key is None or key > self.best_key:
-            self.best_key, self.best_epoch, self.epochs_since_best = key, epoch, 0
+            self.best_key, self.best_epoch = key, epoch
             # A CPU copy, so a large model on a GPU does not hold two copies of its weights there.
             self._state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
-        else:
-            self.epochs_since_best += 1
 
     @property
     def out_of_patience(self) -> bool:
@@ -527,8 +536,8 @@ def fit(
     - `loss_fn(logits, labels, corpus_indices) -> (B,)` replaces the per-sample cross-entropy
       (e.g. to re-weight examples); the step minimises its mean.
     - With a non-empty `validation` set, evaluates after every epoch, stops once `patience`
-      epochs pass without a better score (accuracy, ties broken by lower loss) and returns with
-      the best epoch's weights. Without one, it runs all epochs and keeps the last weights.
+      epochs pass in which neither validation accuracy nor validation loss improved, and returns
+      with the best epoch's weights (accuracy, ties broken by lower loss). Without one, it runs all epochs and keeps the last weights.
     - `max_seconds` caps the wall time (validation included): the loop stops after the step that
       crosses it (so at least one step always runs), still validates the partial epoch, and
       records `budget_exhausted` when training was cut short.
