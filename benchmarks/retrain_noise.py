@@ -5,18 +5,22 @@
 For every Retrain cell of a finished grid (filtered by --only), it trains a second Retrain on
 the same Dr with the same recipe and seed + 1000, and prints that model's Avg. Gap to the grid's
 Retrain, measured exactly as the grid measures a method. No unlearning method can be expected
-to come closer to "the" Retrain than another Retrain does.
+to come closer to "the" Retrain than another Retrain does. It ends with one line per setting
+(task, scenario): the mean ± std of the per-run gaps, and the gap of the means (each metric
+averaged over the setting's cells first, as the report's last column does).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from grid_cells import describe_gap, grid_cells
-from speech_unlearning.evaluation import evaluate_unlearning
+from speech_unlearning.evaluation import evaluate_unlearning, gap_of_means
 from speech_unlearning.experiments.stages import TUNE_METRICS
 from speech_unlearning.training.loop import TrainConfig
 from speech_unlearning.training.recipes import train_original
@@ -31,6 +35,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", default=None, help="the grid's corpus / feature cache")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    settings: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for cell in grid_cells(args.run_dir, args.cache_dir, args.only):
         recipe = TrainConfig(**cell.original_metadata["train_config"])
         seed = int(cell.config["seed"])
@@ -40,6 +45,13 @@ def main() -> int:
         report = evaluate_unlearning(other.eval(), cell.features, cell.corpus, cell.split, reference=cell.retrain,
                                      metrics=list(TUNE_METRICS), seed=seed, progress=False)
         print(f"{cell.label}: {describe_gap(report['gap_to_retrain'])}", flush=True)
+        settings[cell.config["task"], cell.config["split"]["scenario"]].append(report)
+    for (task, scenario), reports in sorted(settings.items()):
+        per_run = [report["gap_to_retrain"]["avg_gap_pp"] for report in reports]
+        spread = statistics.stdev(per_run) if len(per_run) > 1 else 0.0
+        pooled = gap_of_means([(report["models"]["unlearned"], report["models"]["retrained"]) for report in reports])
+        print(f"{task} {scenario}: per-run Avg. Gap {statistics.mean(per_run):.2f} ± {spread:.2f} pp, "
+              f"gap of the means {pooled['avg_gap_pp']:.2f} pp over {len(reports)} cells")
     return 0
 
 

@@ -5,9 +5,11 @@ embeddings still tell the forgotten items from the rest; compare with Retrain's)
 
     .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [--method calibrated] [--markdown]
 
-A setting is (task, scenario); every number is a mean ± std over the grid's runs (seeds, ratios).
+A setting is (task, scenario); every number is a mean ± std over the grid's runs (seeds, ratios),
+except the gap of the means: Avg. Gap between the method's metrics averaged over the runs and
+Retrain's averaged over the same runs (SalUn's convention; the per-run mean is the stricter one).
 The targets checked for `--method` (default: calibrated):
-- Avg. Gap to Retrain <= 1.5 pp, at <= 5 % of Retrain's wall time;
+- Avg. Gap to Retrain <= 1.5 pp (both poolings are reported), at <= 5 % of Retrain's wall time;
 - class unlearning: forgotten-class test accuracy <= chance + 2 pp, remaining classes' test
   accuracy within 1 pp of the original's;
 - relearning attack: forget accuracy after 5 relearning steps no higher than the Retrain's.
@@ -21,6 +23,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from speech_unlearning.evaluation import gap_of_means
 from speech_unlearning.experiments.store import ResultStore
 from speech_unlearning.io import read_json
 
@@ -69,7 +72,7 @@ def collect(run_dir: Path) -> dict:
             metrics = record.metrics["metrics"]
             accuracy = metrics["accuracy"]
             row = {"gap": record.metrics.get("avg_gap_pp"), "time": metrics.get("time", {}).get("ratio"),
-                   "chance": chance}
+                   "chance": chance, "tables": (metrics, retrain.metrics["metrics"])}
             if "test_forgotten" in accuracy:
                 row["forgotten"] = 100 * accuracy["test_forgotten"]
                 row["remaining_drop"] = 100 * (original.metrics["metrics"]["accuracy"]["test_remaining"]
@@ -90,22 +93,29 @@ def values(rows: list[dict], key: str) -> list[float]:
 def report(rows: dict, method: str) -> None:
     for (task, scenario), methods in sorted(rows.items()):
         print(f"\n### {task} · {scenario} unlearning\n")
-        print("| Method | Avg. Gap (pp) | Time / Retrain | Forgotten-class test acc. (%) | Remaining drop (pp) "
+        print("| Method | Avg. Gap (pp) | Gap of the means (pp) | Time / Retrain | Forgotten-class test acc. (%) | Remaining drop (pp) "
               "| Relearn excess at step 5 (pp) | Probe bal. acc. (%) | runs |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         order = sorted(methods, key=lambda name: statistics.mean(values(methods[name], "gap") or [float("inf")]))
         for name in order:
             data = methods[name]
-            print(f"| {name} | {mean_std(values(data, 'gap'))} | {mean_std(values(data, 'time'))} "
+            print(f"| {name} | {mean_std(values(data, 'gap'))} | {pooled_gap(data):.2f} | {mean_std(values(data, 'time'))} "
                   f"| {mean_std(values(data, 'forgotten'))} | {mean_std(values(data, 'remaining_drop'))} "
                   f"| {mean_std(values(data, 'relearn_excess'))} | {mean_std(values(data, 'probe'))} | {len(data)} |")
         if method in methods:
             print("\n" + verdict(methods[method], scenario, method))
 
 
+def pooled_gap(data: list[dict]) -> float:
+    """Avg. Gap of the means over the rows' runs (each paired with its Retrain)."""
+    return gap_of_means([row["tables"] for row in data])["avg_gap_pp"]
+
+
 def verdict(data: list[dict], scenario: str, method: str) -> str:
     gap, time = statistics.mean(values(data, "gap")), statistics.mean(values(data, "time") or [float("nan")])
+    pooled = pooled_gap(data)
     checks = [f"Avg. Gap {gap:.2f} pp {'<=' if gap <= GAP_TARGET_PP else '>'} {GAP_TARGET_PP}",
+              f"gap of the means {pooled:.2f} pp {'<=' if pooled <= GAP_TARGET_PP else '>'} {GAP_TARGET_PP}",
               f"time {100 * time:.1f} % of Retrain {'<=' if time <= TIME_TARGET else '>'} {100 * TIME_TARGET:.0f} %"]
     if scenario == "class":
         forgotten, chance = statistics.mean(values(data, "forgotten")), data[0]["chance"]

@@ -21,6 +21,7 @@ from speech_unlearning.evaluation import (
     RelearnConfig,
     evaluate_unlearning,
     format_summary,
+    gap_of_means,
     gap_to_retrain,
     loss_mia,
     modified_entropy,
@@ -190,6 +191,24 @@ def test_gap_to_retrain_arithmetic_on_hand_made_numbers():
     # Without the SVC attack, the loss attack is the MIA term.
     without_svc = gap_to_retrain(unlearned, retrained, metrics={"accuracy", "loss_mia"})
     assert without_svc["avg_gap_pp"] == pytest.approx((8 + 4 + 1 + 8) / 4)
+
+
+def test_gap_of_means_averages_each_side_before_comparing():
+    def table(df: float, dr: float, svc: float | None = None) -> dict:
+        values = {"accuracy": {"df": df, "dr": dr, "test": 0.9}, "loss_mia": {"accuracy": 0.5}}
+        return values if svc is None else {**values, "svc_mia": {"confidence": svc}}
+
+    pairs = [(table(0.90, 0.97, svc=0.2), table(0.80, 0.99, svc=0.3)), (table(0.70, 0.95), table(0.80, 0.99))]
+    gap = gap_of_means(pairs)
+    # Df: 0.80 vs 0.80 (+10 and -10 cancel); Dr: 0.96 vs 0.99; SVC is missing from one run, so the
+    # loss attack, present in all, is the MIA term.
+    assert gap["gaps_pp"]["accuracy.df"] == pytest.approx(0.0, abs=1e-9)
+    assert gap["avg_gap_terms"] == ["accuracy.df", "accuracy.dr", "accuracy.test", "loss_mia.accuracy"]
+    assert gap["avg_gap_pp"] == pytest.approx((0 + 3 + 0 + 0) / 4)
+    per_run = [gap_to_retrain(*pair, metrics={"accuracy", "loss_mia"})["avg_gap_pp"] for pair in pairs]
+    assert sum(per_run) / 2 == pytest.approx((10 + 2 + 10 + 4) / 4 / 2)  # the stricter pooling
+    with pytest.raises(ValueError, match="no \\(unlearned, retrained\\) pair"):
+        gap_of_means([])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from speech_unlearning.cli.main import main
 from speech_unlearning.experiments.plan import Run
-from speech_unlearning.experiments.report import COLUMNS, aggregate, collect_rows, write_report_files
+from speech_unlearning.experiments.report import TABLE_COLUMNS, aggregate, collect_rows, write_report_files
 from speech_unlearning.experiments.store import ResultStore
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -91,12 +91,40 @@ def test_mean_and_sample_std_over_seeds_and_ratios(run_dir):
     assert original.cells["seconds"].mean is None  # Original has no unlearning time
 
 
+def test_gap_of_the_means_compares_averages_over_the_same_runs(run_dir):
+    with ResultStore.in_folder(run_dir) as store:
+        (table,) = aggregate(collect_rows(store))
+    rows = {(row.scenario, row.method): row for row in table.rows}
+    # Only Df differs from Retrain (0.84 in every run); the other three terms are equal.
+    expected = abs(np.mean(SCRUB_DF) - 0.84) * 100 / 4
+    assert rows["sample", "scrub"].cells["gap_of_means"].mean == pytest.approx(expected)
+    assert rows["sample", "scrub"].cells["gap_of_means"].n == 4
+    assert rows["sample", "retrain"].cells["gap_of_means"].mean == pytest.approx(0.0)
+    # The failed gradascent run has no metrics: the one finished run is compared with Retrain's.
+    assert rows["class", "gradascent"].cells["gap_of_means"].n == 1
+    assert rows["class", "gradascent"].cells["gap_of_means"].mean == pytest.approx((2 + 60) / 4)
+
+
+def test_errors_in_both_directions_cancel_in_the_gap_of_the_means(tmp_path):
+    with ResultStore.in_folder(tmp_path) as store:
+        for seed, offset in ((0, 0.1), (1, -0.1)):
+            split = sample(0.05, seed)
+            add(store, "retrain", seed, split, metrics(0.8))
+            add(store, "noisy", seed, split, metrics(0.8 + offset))
+        # A run without a Retrain of the same seed and split is left out of the comparison.
+        add(store, "noisy", 2, sample(0.05, 2), metrics(0.0))
+        (table,) = aggregate(collect_rows(store))
+    noisy = next(row for row in table.rows if row.method == "noisy")
+    assert noisy.cells["gap_of_means"].mean == pytest.approx(0.0, abs=1e-9)
+    assert noisy.cells["gap_of_means"].n == 2
+
+
 def test_report_files_tables_csv_html_and_plots(run_dir):
     paths = write_report_files(run_dir)
     markdown = paths["markdown"].read_text()
     for title in ("Sample unlearning", "Class unlearning", "Original", "Retrain", "scrub+superloss", "gradascent"):
         assert title in markdown
-    for column in COLUMNS:
+    for column in TABLE_COLUMNS:
         assert column.title in markdown
     expected = np.array(SCRUB_DF) * 100
     scrub_line = next(line for line in markdown.splitlines() if line.startswith("| scrub |"))

@@ -4,10 +4,11 @@ Metrics register themselves in `METRICS` (accuracy, loss_mia, svc_mia, probe, re
 `evaluate_unlearning` runs them on the unlearned model (and on the original and retrained
 models when given) and returns a report dict, which `write_report` saves as report.json and
 report.md. The attacks are also usable on plain arrays: `loss_mia`, `svc_mia`,
-`representation_probe`, `relearn_attack`; `gap_to_retrain` compares two metric tables.
+`representation_probe`, `relearn_attack`; `gap_to_retrain` compares two metric tables,
+`gap_of_means` the averages of several.
 """
 
-from .gap import gap_to_retrain
+from .gap import gap_of_means, gap_to_retrain
 from .metrics import METRICS, EvalContext, EvalSettings, Metric, MetricSkipped, metric_names, register_metric
 from .mia import MIAInputError, loss_mia, modified_entropy, prediction_entropy, svc_mia, true_label_confidence
 from .probe import representation_probe
@@ -26,6 +27,7 @@ __all__ = [
     "evaluate_unlearning",
     "format_markdown",
     "format_summary",
+    "gap_of_means",
     "gap_to_retrain",
     "loss_mia",
     "metric_names",

@@ -8,12 +8,20 @@ suspicious as one that still remembers it.
 
 Avg. Gap (SalUn, Fan et al. 2024) = mean |unlearned - retrained| over Df accuracy, Dr
 accuracy, Dtest accuracy and the MIA score, in percentage points.
+
+Over several runs (seeds, forget ratios) it can be pooled two ways, and they differ:
+- the mean of the per-run gaps (`gap_to_retrain` per run, then averaged): every run's distance
+  counts, so run-to-run noise adds up and never cancels. The stricter of the two.
+- the gap of the means (`gap_of_means`): each metric is first averaged over the runs, for the
+  method and for Retrain alike, and Avg. Gap is taken between the averages. That is how SalUn's
+  tables are built (its Avg. Gap follows from the mean values printed beside it), and how the
+  paper averages its tables over seeds, ratios and backbones.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 MetricTable = Mapping[str, Mapping[str, float]]  # metric name -> {key: value}
 
@@ -58,3 +66,27 @@ def gap_to_retrain(unlearned: MetricTable, retrained: MetricTable, metrics: set[
     terms = [key for key in AVG_GAP_ACCURACY_TERMS if key in gaps] + ([mia_term] if mia_term else [])
     average = sum(gaps[key] for key in terms) / len(terms) if terms else None
     return {"gaps_pp": gaps, "avg_gap_pp": average, "avg_gap_terms": terms}
+
+
+def mean_table(tables: Sequence[MetricTable]) -> dict[str, dict[str, float]]:
+    """The rate-by-rate mean of several metric tables, over the rates every table has (finite)."""
+    flat = [flatten(table) for table in tables]
+    if not flat:
+        return {}
+    shared = set.intersection(*(set(key for key, value in row.items() if math.isfinite(value)) for row in flat))
+    averaged: dict[str, dict[str, float]] = {}
+    for key in sorted(shared):
+        name, _, rate = key.partition(".")
+        averaged.setdefault(name, {})[rate] = sum(row[key] for row in flat) / len(flat)
+    return averaged
+
+
+def gap_of_means(pairs: Sequence[tuple[MetricTable, MetricTable]]) -> dict:
+    """`gap_to_retrain` between the mean unlearned table and the mean retrained table.
+
+    `pairs` holds (unlearned, retrained) tables of the same runs (same seed and forget split),
+    so both averages cover the same cells. Returns what `gap_to_retrain` returns.
+    """
+    if not pairs:
+        raise ValueError("gap_of_means: no (unlearned, retrained) pair to average")
+    return gap_to_retrain(mean_table([mine for mine, _ in pairs]), mean_table([target for _, target in pairs]))

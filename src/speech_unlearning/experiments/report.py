@@ -5,7 +5,9 @@ Retrain and every method, grouped as sample / class / speaker unlearning; column
 accuracy on Df, Dr and Dtest, both membership attacks (each with its direction), the
 unlearning time, its ratio to Retrain and the Avg. Gap to Retrain. Every cell is the mean ± the
 sample standard deviation (ddof = 1) over all finished evaluations of that row, i.e. over seeds,
-forget ratios and backbones, as the paper averages; a cell from a single run shows no ±.
+forget ratios and backbones, as the paper averages; a cell from a single run shows no ±. The last
+column, the Avg. Gap of the means, compares the row's averaged metrics with Retrain's averages
+over the same runs (SalUn's convention; see evaluation/gap.py for how the two gaps differ).
 
 Files written to RUN_DIR/report/: report.md, results.csv (the aggregated tables), runs.csv (one
 line per evaluation), report.html (inline CSS, plots embedded as base64 PNG) and plots/*.png.
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..evaluation.gap import gap_of_means
 from ..io import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
 from .plan import describe_split
 from .store import ResultStore, RunRecord
@@ -56,7 +59,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_ratio", "Time / Retrain", ("metrics", "time", "ratio"), 1.0, 3),
     Column("avg_gap", "Avg. Gap (pp)", ("avg_gap_pp",), 1.0, 2),
 )
-COLUMN_BY_KEY = {column.key: column for column in COLUMNS}
+# Not a per-run value: Avg. Gap between the row's mean metrics and Retrain's, over the same runs.
+GAP_OF_MEANS = Column("gap_of_means", "Avg. Gap of the means (pp)", (), 1.0, 2)
+TABLE_COLUMNS: tuple[Column, ...] = (*COLUMNS, GAP_OF_MEANS)
+COLUMN_BY_KEY = {column.key: column for column in TABLE_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,12 @@ class EvalRow:
     method: str
     values: dict[str, float | None]
     split: str = ""
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # the evaluation's metric table
+
+    @property
+    def cell(self) -> tuple:
+        """The runs a method's row and Retrain's row share: same backbone, seed and forget split."""
+        return self.model, self.seed, self.split
 
 
 @dataclass
@@ -143,7 +155,7 @@ def eval_row(record: RunRecord) -> EvalRow:
     return EvalRow(
         task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
         scenario=split["scenario"], ratio=split.get("ratio"), method=config["method"], values=values,
-        split=describe_split(split),
+        split=describe_split(split), metrics=metrics.get("metrics") or {},
     )
 
 
@@ -175,9 +187,19 @@ def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
             for method in _method_order(r.method for r in in_scenario):
                 chosen = [r for r in in_scenario if r.method == method]
                 cells = {c.key: Cell.of(r.values[c.key] for r in chosen) for c in COLUMNS}
+                cells[GAP_OF_MEANS.key] = _gap_of_means(chosen, in_scenario)
                 table.rows.append(TableRow(scenario, method, cells, len(chosen)))
         tables.append(table)
     return tables
+
+
+def _gap_of_means(chosen: Sequence[EvalRow], in_scenario: Sequence[EvalRow]) -> Cell:
+    """Avg. Gap between the mean metrics of `chosen` and of Retrain over the runs both have."""
+    retrain = {row.cell: row for row in in_scenario if row.method == "retrain"}
+    pairs = [(row.metrics, retrain[row.cell].metrics) for row in chosen if row.cell in retrain and row.metrics]
+    if not pairs:
+        return Cell(None, None, 0)
+    return Cell(gap_of_means(pairs)["avg_gap_pp"], None, len(pairs))
 
 
 def display_name(method: str) -> str:
@@ -189,14 +211,14 @@ def display_name(method: str) -> str:
 
 
 def _markdown_table(table: Table) -> list[str]:
-    header = ["Method", *(c.title for c in COLUMNS), "runs"]
+    header = ["Method", *(c.title for c in TABLE_COLUMNS), "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     current = None
     for row in table.rows:
         if row.scenario != current:
             current = row.scenario
             lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
-        cells = [row.cells[c.key].format(c.digits) for c in COLUMNS]
+        cells = [row.cells[c.key].format(c.digits) for c in TABLE_COLUMNS]
         lines.append("| " + " | ".join([display_name(row.method), *cells, str(row.runs)]) + " |")
     return lines
 
@@ -210,6 +232,10 @@ def _table_caption(table: Table) -> str:
 READING_NOTES = (
     "Accuracies and MIA values are percentages; Avg. Gap is the mean absolute gap to Retrain in percentage points "
     "over Df, Dr and Dtest accuracy and the SVC MIA-efficacy (the loss attack stands in if SVC is missing).",
+    "Avg. Gap (pp) averages each run's gap to the Retrain of the same seed and split, so run-to-run noise adds up; "
+    "Avg. Gap of the means compares the row's averaged metrics with Retrain's averages over the same runs "
+    "(SalUn's convention, where noise that goes both ways cancels). Two Retrains of the same split already differ "
+    "by a few points on small corpora; compare both columns with that floor.",
     "Loss-MIA acc.: a logistic-regression attack on per-sample losses, Df vs matched unseen recordings; 50 % means "
     "Df looks unseen (forgotten), 100 % means Df is recognised as training data.",
     "SVC MIA-efficacy: the fraction of Df an SVC trained on Dr-vs-Dtest softmax confidences calls non-member; higher "
@@ -241,11 +267,11 @@ def results_csv(tables: Sequence[Table]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "corpus", "scenario", "method", "runs",
-                     *[f"{c.key}_{stat}" for c in COLUMNS for stat in ("mean", "std")]])
+                     *[f"{c.key}_{stat}" for c in TABLE_COLUMNS for stat in ("mean", "std")]])
     for table in tables:
         for row in table.rows:
             values = []
-            for column in COLUMNS:
+            for column in TABLE_COLUMNS:
                 cell = row.cells[column.key]
                 values += ["" if cell.mean is None else f"{cell.mean:.6g}", "" if cell.std is None else f"{cell.std:.6g}"]
             writer.writerow([table.task, table.corpus, row.scenario, row.method, row.runs, *values])
@@ -398,13 +424,13 @@ li{margin:.2em 0}code{background:#f4f4f4;padding:0 .2em}
 
 
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(t)}</th>" for t in ["Method", *(c.title for c in COLUMNS), "runs"])
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in ["Method", *(c.title for c in TABLE_COLUMNS), "runs"])
     body, current = [], None
     for row in table.rows:
         if row.scenario != current:
             current = row.scenario
-            body.append(f'<tr class="group"><td colspan="{len(COLUMNS) + 2}">{SCENARIO_TITLES[current]}</td></tr>')
-        cells = "".join(f"<td>{html.escape(row.cells[c.key].format(c.digits))}</td>" for c in COLUMNS)
+            body.append(f'<tr class="group"><td colspan="{len(TABLE_COLUMNS) + 2}">{SCENARIO_TITLES[current]}</td></tr>')
+        cells = "".join(f"<td>{html.escape(row.cells[c.key].format(c.digits))}</td>" for c in TABLE_COLUMNS)
         css = ' class="reference"' if row.method in REFERENCE_ROWS else ""
         body.append(f"<tr{css}><td>{html.escape(display_name(row.method))}</td>{cells}<td>{row.runs}</td></tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
