@@ -120,6 +120,25 @@ def test_a_long_schedule_does_not_overshoot(memoriser):
     assert memoriser.losses(ascent.model, forget).median().item() > 3 * target
 
 
+def test_it_stops_once_the_forget_set_already_looks_unseen(memoriser):
+    """Held-out items as the "forget set" already sit at their own quantiles: nothing moves.
+    Memorised training items do not, and every epoch runs."""
+    heldout = memoriser.heldout
+    result = memoriser.unlearn(heldout, epochs=6)
+    assert not [row for row in result.log if row["phase"] == "paired"]
+    assert result.log[-1] == {"phase": "converged", "epoch": 0, "pull_nats": pytest.approx(0.0, abs=1e-6)}
+    original = memoriser.model.state_dict()
+    assert all(torch.equal(tensor, original[name]) for name, tensor in result.model.state_dict().items())
+    everything = memoriser.unlearn(heldout, epochs=6, pull_tolerance=0.0)
+    assert [row["epoch"] for row in everything.log if row["phase"] == "paired"] == [1, 2, 3, 4, 5, 6]
+
+    memorised = memoriser.unlearn(np.sort(np.random.default_rng(3).choice(memoriser.train, 24, replace=False)), epochs=3)
+    assert [row["epoch"] for row in memorised.log if row["phase"] == "paired"] == [1, 2, 3]
+    median = memorised.log[0]["heldout_median_nats"]
+    checks = [row for row in memorised.log if row["phase"] == "pull"]
+    assert [row["epoch"] for row in checks] == [0, 1, 2] and all(row["pull_nats"] > 0.2 * median for row in checks)
+
+
 def test_calibrated_needs_heldout_data(memoriser):
     forget = memoriser.train[:24]
     with pytest.raises(ConfigError, match="validation"):
