@@ -12,7 +12,7 @@ Defaults (`default_train_config`):
   5 epochs for kws-resnet and 4 for sid-xvector reach >= 97 % test accuracy on FSDD (digits and
   speakers; benchmarks/bench_training.py), whereas longer schedules cost minutes per epoch there.
   On Speech Commands or VoxCeleb1 train longer (`--set epochs=30`; patience 3 then stops the run
-  when validation accuracy stalls).
+  once neither validation accuracy nor validation loss has improved for 3 epochs).
 - transformer backbones (`whisper`, `wav2vec2`, `hubert`): the recipe of transformers'
   audio-classification example on SUPERB KS: AdamW, lr 3e-5 (5e-5 for speaker ID, which has many
   more classes to fit), 10 % linear warm-up then linear decay, 5 epochs, batch 32, gradient
