@@ -139,6 +139,35 @@ def test_it_stops_once_the_forget_set_already_looks_unseen(memoriser):
     assert [row["epoch"] for row in checks] == [0, 1, 2] and all(row["pull_nats"] > 0.2 * median for row in checks)
 
 
+def test_the_embedding_cache_embeds_each_recording_once(memoriser):
+    from speech_unlearning.methods.base import Batch
+    from speech_unlearning.methods.calibrated import EmbeddingCache
+
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def embed(self, inputs):
+            calls.append(len(inputs))
+            return self.model.embed(inputs)
+
+    def batch(rows):
+        rows = np.asarray(rows)
+        flags = torch.ones(len(rows), dtype=torch.bool)
+        return Batch(torch.from_numpy(memoriser.features[rows]), torch.from_numpy(memoriser.labels[rows]), rows, flags)
+
+    model, cache = Counting(memoriser.model), EmbeddingCache(len(memoriser.features), torch.device("cpu"))
+    first = cache.lookup(batch([5, 9, 11]), model)
+    again = cache.lookup(batch([11, 5, 40]), model)
+    assert calls == [3, 1]  # only row 40 was new
+    with evaluation_mode(memoriser.model):
+        direct = memoriser.model.embed(torch.from_numpy(memoriser.features[[11, 5, 40]]))
+    assert torch.allclose(again, direct, atol=1e-6) and torch.equal(first[2], again[0])
+
+
 def test_calibrated_needs_heldout_data(memoriser):
     forget = memoriser.train[:24]
     with pytest.raises(ConfigError, match="validation"):

@@ -49,13 +49,34 @@ import torch.nn.functional as F
 
 from ..config import ConfigError, require
 from ..training.loop import evaluation_mode, per_sample_loss
-from .base import AdamWMethodConfig, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
+from .base import AdamWMethodConfig, Batch, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
 from .streams import paired_pass
 
 # A dropped class's teacher logit: finite, so 0·log 0 terms stay 0 rather than NaN, and far
 # enough below any real logit that its softmax probability is exactly 0 in float32.
 MASKED_LOGIT = -1e4
+
+
+class EmbeddingCache:
+    """Embeddings of a frozen body by corpus position, filled as recordings are first seen."""
+
+    def __init__(self, size: int, device: torch.device):
+        self.filled = torch.zeros(size, dtype=torch.bool, device=device)
+        self.values: torch.Tensor | None = None
+
+    def lookup(self, batch: Batch, model: torch.nn.Module) -> torch.Tensor:
+        """`model.embed` (eval mode, no gradients) of the batch's rows, computed for new rows only."""
+        rows = torch.as_tensor(batch.indices, device=self.filled.device)
+        missing = ~self.filled[rows]
+        if missing.any():
+            with evaluation_mode(model):
+                fresh = model.embed(batch.inputs[missing])
+            if self.values is None:
+                self.values = torch.zeros(len(self.filled), fresh.shape[1], dtype=fresh.dtype, device=fresh.device)
+            self.values[rows[missing]] = fresh
+            self.filled[rows[missing]] = True
+        return self.values[rows]
 
 
 @dataclass
@@ -102,29 +123,37 @@ class Calibrated(Method):
         forget_labels = torch.from_numpy(ctx.forget.labels[ctx.forget.indices]).to(ctx.device)
         self.head_only = bool(self.dropped[forget_labels].all())
         self.pull_only = not bool(self.dropped[forget_labels].any())  # the forget loss is the pull alone
+        self.embedding_caches = {True: EmbeddingCache(len(ctx.forget.features), ctx.device),
+                                 False: EmbeddingCache(len(ctx.retain.features), ctx.device)}
         if self.head_only:  # only the head receives gradients, so only it moves
             for group in ctx.optimizer.param_groups:
                 group["lr"] = ctx.config.head_lr
         ctx.log.append({"phase": "calibrate", "dropped_classes": dropped.tolist(), "head_only": self.head_only,
                         "heldout_median_nats": self.heldout_median})  # fmt: skip
 
-    def outputs(self, ctx: UnlearnContext, inputs: torch.Tensor, with_teacher: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(working logits, original logits with dropped classes masked, or None) for `inputs`.
+    def outputs(self, ctx: UnlearnContext, batch: Batch, with_teacher: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(working logits, original logits with dropped classes masked, or None) for `batch`.
 
         When only the head learns, the body is the original's, frozen and in eval mode (batch-norm
-        statistics untouched), so one embedding pass serves both heads.
+        statistics untouched), so its embeddings serve both heads and never change: each
+        recording's embedding is computed once and reused in every later epoch.
         """
         if self.head_only:
-            with evaluation_mode(ctx.model):
-                embeddings = ctx.model.embed(inputs)
+            embeddings = self.frozen_embeddings(ctx, batch)
+            with torch.no_grad():
                 teacher = ctx.original.head(embeddings) if with_teacher else None
             logits = ctx.model.head(embeddings)
         else:
-            logits = ctx.logits(inputs)
-            teacher = ctx.teacher_logits(inputs) if with_teacher else None
+            logits = ctx.logits(batch.inputs)
+            teacher = ctx.teacher_logits(batch.inputs) if with_teacher else None
         # What a model retrained without the dropped classes would predict, as far as the
         # original can tell: no mass on a class it never saw.
         return logits, None if teacher is None else teacher.masked_fill(self.dropped, MASKED_LOGIT)
+
+    def frozen_embeddings(self, ctx: UnlearnContext, batch: Batch) -> torch.Tensor:
+        """The frozen body's embeddings (B, D) of the batch's recordings, each computed once."""
+        cache = self.embedding_caches[bool(batch.is_forget[0])]  # Df and Dr may index different arrays
+        return cache.lookup(batch, ctx.model)
 
     @staticmethod
     def sorted_heldout_losses(ctx: UnlearnContext) -> torch.Tensor:
@@ -172,12 +201,13 @@ class Calibrated(Method):
         return self.heldout_losses[positions]
 
     def paired_loss(self, ctx: UnlearnContext, batch: PairedBatch) -> list[Term]:
-        return self.forget_terms(ctx, batch.forget.inputs, batch.forget.labels) + [self.retain_term(ctx, batch)]
+        return self.forget_terms(ctx, batch.forget) + [self.retain_term(ctx, batch)]
 
-    def forget_terms(self, ctx: UnlearnContext, inputs: torch.Tensor, labels: torch.Tensor) -> list[Term]:
+    def forget_terms(self, ctx: UnlearnContext, batch: Batch) -> list[Term]:
+        labels = batch.labels
         dropped = self.dropped[labels]  # (B,) rows whose label is no longer served
         served = ~dropped
-        logits, teacher = self.outputs(ctx, inputs, with_teacher=bool(dropped.any()))
+        logits, teacher = self.outputs(ctx, batch, with_teacher=bool(dropped.any()))
         terms = []
         if served.any():
             terms.append(minimise(self.quantile_pull(ctx, logits[served], labels[served]), "forget"))
@@ -194,7 +224,7 @@ class Calibrated(Method):
 
     def retain_term(self, ctx: UnlearnContext, batch: PairedBatch) -> Term:
         cfg = ctx.config
-        logits, teacher = self.outputs(ctx, batch.retain.inputs, with_teacher=True)
+        logits, teacher = self.outputs(ctx, batch.retain, with_teacher=True)
         kl = softened_kl(logits, teacher, cfg.temperature) * cfg.temperature**2
         losses = cfg.retain_kl_weight * kl + cfg.retain_ce_weight * per_sample_loss(logits, batch.retain.labels)
         return minimise(losses, "retain")
