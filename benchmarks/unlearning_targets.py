@@ -1,9 +1,10 @@
 """Check a finished benchmark grid against the forgetting targets: per setting, every method's
-Avg. Gap to Retrain, its time as a share of Retrain's, and for class unlearning the forgotten
-and remaining classes' test accuracy the relearning attack, and the representation probe (can a linear probe on the penultimate
-embeddings still tell the forgotten items from the rest; compare with Retrain's).
+Avg. Gap to Retrain, its time as a share of Retrain's, for class unlearning the forgotten and
+remaining classes' test accuracy, the relearning attack, and the representation probe (can a
+linear probe on the penultimate embeddings still tell the forgotten items from the rest;
+compare with Retrain's). Prints Markdown.
 
-    .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [--method calibrated] [--markdown]
+    .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [--method calibrated]
 
 A setting is (task, scenario); every number is a mean ± std over the grid's runs (seeds, ratios),
 except the gap of the means: Avg. Gap between the method's metrics averaged over the runs and

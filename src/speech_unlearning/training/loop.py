@@ -391,10 +391,10 @@ class _BestWeights:
 
     def update(self, epoch: int, score: Evaluation, model: nn.Module) -> None:
         key = (score.accuracy, -score.loss)
-        improved = self.best_key is None or key > self.best_key or score.loss < self.best_loss
+        better = self.best_key is None or key > self.best_key
+        self.epochs_since_best = 0 if better or score.loss < self.best_loss else self.epochs_since_best + 1
         self.best_loss = min(self.best_loss, score.loss)
-        self.epochs_since_best = 0 if improved else self.epochs_since_best + 1
-        if self.best_key is None or key > self.best_key:
+        if better:
             self.best_key, self.best_epoch = key, epoch
             # A CPU copy, so a large model on a GPU does not hold two copies of its weights there.
             self._state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
@@ -537,7 +537,8 @@ def fit(
       (e.g. to re-weight examples); the step minimises its mean.
     - With a non-empty `validation` set, evaluates after every epoch, stops once `patience`
       epochs pass in which neither validation accuracy nor validation loss improved, and returns
-      with the best epoch's weights (accuracy, ties broken by lower loss). Without one, it runs all epochs and keeps the last weights.
+      with the best epoch's weights (accuracy, ties broken by lower loss). Without one, it runs
+      all epochs and keeps the last weights.
     - `max_seconds` caps the wall time (validation included): the loop stops after the step that
       crosses it (so at least one step always runs), still validates the partial epoch, and
       records `budget_exhausted` when training was cut short.
@@ -555,8 +556,6 @@ def fit(
     totals = {"steps": 0, "examples": 0, "data_seconds": 0.0, "compute_seconds": 0.0}
     stopped_early = budget_exhausted = False
     device = select_device(config.device)
-    # CPU kernels of these models are deterministic already, and the switch costs seconds (it
-    # imports torch's compiler stack), so it is only flipped for accelerators.
     with deterministic_algorithms(config.deterministic, device), cpu_threads(config.threads):
         run = _start_run(model, train, config, loss_fn, device)
         with run.bar:
