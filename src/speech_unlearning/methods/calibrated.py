@@ -47,7 +47,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError, require
-from ..training.loop import evaluation_mode, per_sample_loss
+from ..training.data import ArrayData
+from ..training.loop import evaluation_mode, per_sample_loss, predict_logits
 from .base import AdamWMethodConfig, Batch, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
 from .streams import paired_pass
@@ -76,6 +77,13 @@ class EmbeddingCache:
             self.values[rows[missing]] = fresh
             self.filled[rows[missing]] = True
         return self.values[rows]
+
+
+def sorted_losses(model: torch.nn.Module, data: ArrayData, device: torch.device) -> torch.Tensor:
+    """`model`'s per-sample losses on `data` (eval mode, no gradients), ascending, on `device`."""
+    logits = torch.from_numpy(predict_logits(model, data)).to(device)
+    labels = torch.from_numpy(np.asarray(data.labels[data.indices], dtype=np.int64)).to(device)
+    return torch.sort(per_sample_loss(logits, labels)).values
 
 
 @dataclass
@@ -157,10 +165,7 @@ class Calibrated(Method):
     @staticmethod
     def sorted_heldout_losses(ctx: UnlearnContext) -> torch.Tensor:
         """The original model's per-sample losses on the validation split, ascending."""
-        losses = []
-        for inputs, labels, _ in ctx.validation.batches(256, device=ctx.device):
-            losses.append(per_sample_loss(ctx.teacher_logits(inputs), labels))
-        return torch.sort(torch.cat(losses)).values
+        return sorted_losses(ctx.original, ctx.validation, ctx.device)
 
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         cfg = ctx.config
@@ -185,11 +190,7 @@ class Calibrated(Method):
         The model is scored in eval mode on all of Df at once, as the evaluation will see it: a
         training batch's statistics, and matching 32 losses to quantiles, both add noise.
         """
-        losses = []
-        with evaluation_mode(ctx.model):
-            for inputs, labels, _ in ctx.forget.batches(256, device=ctx.device):
-                losses.append(per_sample_loss(ctx.model(inputs), labels))
-        ranked = torch.sort(torch.cat(losses)).values
+        ranked = sorted_losses(ctx.model, ctx.forget, ctx.device)
         targets = self.heldout_at_ranks(torch.arange(len(ranked), device=ranked.device))
         return float(F.smooth_l1_loss(ranked, targets, beta=ctx.config.huber_beta))
 
