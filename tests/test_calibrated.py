@@ -168,6 +168,12 @@ def test_the_embedding_cache_embeds_each_recording_once(memoriser):
     assert torch.allclose(again, direct, atol=1e-6) and torch.equal(first[2], again[0])
 
 
+@pytest.mark.parametrize("name, value", [("pull_tolerance", -0.1), ("huber_beta", 0.0), ("head_lr", -1.0)])
+def test_bad_settings_are_named(memoriser, name, value):
+    with pytest.raises(ConfigError, match=name):
+        memoriser.unlearn(memoriser.train[:24], **{name: value})
+
+
 def test_calibrated_needs_heldout_data(memoriser):
     forget = memoriser.train[:24]
     with pytest.raises(ConfigError, match="validation"):
