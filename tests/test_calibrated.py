@@ -85,10 +85,28 @@ def test_class_unlearning_never_predicts_the_class_and_keeps_the_others(memorise
     for name, tensor in result.model.state_dict().items():
         if not name.startswith("head."):
             assert torch.equal(tensor, original[name]), name
+    # Of the head, only the dropped class's row moved, so every recording gets the class the
+    # original ranks highest after the dropped one: what a model that never saw it would pick.
+    head, original_head, kept_rows = result.model.head, memoriser.model.head, torch.arange(NUM_CLASSES) != DROPPED
+    assert torch.equal(head.weight[kept_rows], original_head.weight[kept_rows])
+    assert torch.equal(head.bias[kept_rows], original_head.bias[kept_rows])
+    assert not torch.equal(head.weight[DROPPED], original_head.weight[DROPPED])
+    with evaluation_mode(memoriser.model):
+        original_logits = memoriser.model(torch.from_numpy(memoriser.features))
+    runner_up = original_logits.masked_fill(~kept_rows, -torch.inf).argmax(1).numpy()
+    np.testing.assert_array_equal(memoriser.predictions(result.model, everything), runner_up)
     # The remaining classes' held-out accuracy stays within 2 points of the original's.
     kept = memoriser.heldout[memoriser.labels[memoriser.heldout] != DROPPED]
     before = accuracy(memoriser.model, memoriser.data(kept))
     assert accuracy(result.model, memoriser.data(kept)) >= before - 0.02
+
+
+def test_class_unlearning_can_train_every_row_of_the_head(memoriser):
+    forget = memoriser.train[memoriser.labels[memoriser.train] == DROPPED]
+    result = memoriser.unlearn(forget, head_rows="all")
+    assert not (memoriser.predictions(result.model, np.arange(len(memoriser.labels))) == DROPPED).any()
+    kept_rows = torch.arange(NUM_CLASSES) != DROPPED
+    assert not torch.equal(result.model.head.weight[kept_rows], memoriser.model.head.weight[kept_rows])
 
 
 def test_sample_unlearning_lifts_forget_losses_to_the_heldout_level(memoriser):
@@ -168,7 +186,7 @@ def test_the_embedding_cache_embeds_each_recording_once(memoriser):
     assert torch.allclose(again, direct, atol=1e-6) and torch.equal(first[2], again[0])
 
 
-@pytest.mark.parametrize("name, value", [("pull_tolerance", -0.1), ("huber_beta", 0.0), ("head_lr", -1.0)])
+@pytest.mark.parametrize("name, value", [("pull_tolerance", -0.1), ("huber_beta", 0.0), ("head_lr", -1.0), ("head_rows", "some")])
 def test_bad_settings_are_named(memoriser, name, value):
     with pytest.raises(ConfigError, match=name):
         memoriser.unlearn(memoriser.train[:24], **{name: value})
