@@ -46,6 +46,7 @@ the two ranges above, from the unlearning logs of the quick grid, which see no t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -131,17 +132,19 @@ class Calibrated(Method):
     config_class = CalibratedConfig
 
     def setup(self, ctx: UnlearnContext) -> None:
-        if ctx.validation is None or len(ctx.validation) == 0:
-            raise ConfigError("method calibrated: needs held-out validation data to calibrate against")
         retained = np.unique(ctx.retain.labels[ctx.retain.indices])
         dropped = np.setdiff1d(np.arange(ctx.num_classes), retained)
         self.dropped = torch.zeros(ctx.num_classes, dtype=torch.bool, device=ctx.device)
         self.dropped[torch.from_numpy(dropped).to(ctx.device)] = True
-        self.heldout_losses = self.sorted_heldout_losses(ctx)
-        self.heldout_median = float(self.heldout_losses.median())
         forget_labels = torch.from_numpy(ctx.forget.labels[ctx.forget.indices]).to(ctx.device)
         self.head_only = bool(self.dropped[forget_labels].all())
         self.pull_only = not bool(self.dropped[forget_labels].any())  # the forget loss is the pull alone
+        self.heldout_median = None  # the held-out losses are the pull's target, needed only when it runs
+        if not self.head_only:
+            if ctx.validation is None or len(ctx.validation) == 0:
+                raise ConfigError("method calibrated: needs held-out validation data to calibrate against")
+            self.heldout_losses = self.sorted_heldout_losses(ctx)
+            self.heldout_median = float(self.heldout_losses.median())
         self.embedding_caches = {True: EmbeddingCache(len(ctx.forget.features), ctx.device),
                                  False: EmbeddingCache(len(ctx.retain.features), ctx.device)}
         self.fixed_rows = None  # rows of the head kept at the original's values
@@ -151,8 +154,18 @@ class Calibrated(Method):
             if ctx.config.head_rows == "dropped":
                 self.fixed_rows = ~self.dropped
                 self.original_head = {name: p.detach().clone() for name, p in ctx.model.head.named_parameters()}
+        self.retain_rows = self.retain_subset(ctx) if self.head_only else None
         ctx.log.append({"phase": "calibrate", "dropped_classes": dropped.tolist(), "head_only": self.head_only,
                         "heldout_median_nats": self.heldout_median})  # fmt: skip
+
+    @staticmethod
+    def retain_subset(ctx: UnlearnContext) -> ArrayData:
+        """One epoch's worth of Dr rows, drawn once: when only the head learns, every epoch pairs
+        Df with these (their embeddings cached), so Dr costs one epoch of embedding, not all of Dr."""
+        cfg = ctx.config
+        rows_per_epoch = math.ceil(len(ctx.forget) / cfg.forget_batch_size) * cfg.batch_size
+        order = torch.randperm(len(ctx.retain), generator=ctx.generator).numpy()
+        return ctx.retain.subset(np.sort(order[:rows_per_epoch]))
 
     def before_step(self, ctx: UnlearnContext) -> None:
         """Only the dropped classes' rows move: their logits alone differ between Original and Retrain."""
@@ -200,7 +213,8 @@ class Calibrated(Method):
         cfg = ctx.config
         if self.pull_reached(ctx, epoch):
             return []
-        return [paired_pass(ctx, cfg.forget_batch_size, cfg.batch_size, self.paired_loss, over="forget")]
+        return [paired_pass(ctx, cfg.forget_batch_size, cfg.batch_size, self.paired_loss, over="forget",
+                            retain_data=self.retain_rows)]
 
     def pull_reached(self, ctx: UnlearnContext, epoch: int) -> bool:
         """True when the whole of Df already sits at its held-out quantiles (every check is logged)."""

@@ -58,16 +58,19 @@ def paired_pass(
     loss: LossFunction,
     name: str = "paired",
     over: Literal["longer", "forget"] = "longer",
+    retain_data: ArrayData | None = None,
 ) -> Phase:
     """`PairedBatch`es; as many steps as one pass over the longer of Df and Dr needs, or, with
-    `over="forget"`, over Df alone (Dr then contributes that many freshly drawn batches)."""
+    `over="forget"`, over Df alone (Dr then contributes that many freshly drawn batches).
+    `retain_data` (a subset of Dr) replaces Dr when given."""
+    retain_rows = ctx.retain if retain_data is None else retain_data
     steps = _count(len(ctx.forget), forget_batch_size)
     if over == "longer":
-        steps = max(steps, _count(len(ctx.retain), retain_batch_size))
+        steps = max(steps, _count(len(retain_rows), retain_batch_size))
 
     def source(c: UnlearnContext) -> Iterator[PairedBatch]:
         forget = _endless(c, c.forget, forget_batch_size, True)
-        retain = _endless(c, c.retain, retain_batch_size, False)
+        retain = _endless(c, retain_rows, retain_batch_size, False)
         for _ in range(steps):
             yield PairedBatch(next(forget), next(retain))
 
