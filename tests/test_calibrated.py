@@ -101,6 +101,28 @@ def test_class_unlearning_never_predicts_the_class_and_keeps_the_others(memorise
     assert accuracy(result.model, memoriser.data(kept)) >= before - 0.02
 
 
+def test_class_unlearning_embeds_df_and_one_epoch_of_dr_once(memoriser, monkeypatch):
+    """Its cost scales with Df: each forget row and one epoch's share of Dr rows (64 per forget
+    batch of 32) are embedded once, whatever the epochs; no held-out data is needed or scored."""
+    embedded = []
+    model_class = type(memoriser.model)
+    original_embed = model_class.embed
+
+    def counting_embed(self, inputs):
+        embedded.append(len(inputs))
+        return original_embed(self, inputs)
+
+    monkeypatch.setattr(model_class, "embed", counting_embed)
+    forget = memoriser.train[memoriser.labels[memoriser.train] == DROPPED]
+    retain = np.setdiff1d(memoriser.train, forget)
+    result = unlearn("calibrated", memoriser.model, memoriser.data(forget), memoriser.data(retain),
+                     overrides={"epochs": 8}, train_config=memoriser.train_config, seed=0)
+    assert result.log[0]["head_only"] and len([row for row in result.log if row["phase"] == "paired"]) == 8
+    one_epoch_of_retain = -(-len(forget) // 32) * 64
+    assert one_epoch_of_retain < len(retain)
+    assert sum(embedded) == len(forget) + one_epoch_of_retain
+
+
 def test_class_unlearning_can_train_every_row_of_the_head(memoriser):
     forget = memoriser.train[memoriser.labels[memoriser.train] == DROPPED]
     result = memoriser.unlearn(forget, head_rows="all")
