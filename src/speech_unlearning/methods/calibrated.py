@@ -29,19 +29,24 @@ aims at the target itself, and needs no retrained model to know it:
   to the original's output with any dropped class masked out) plus cross-entropy, on one retain
   batch paired with every forget batch.
 
-Every epoch is one pass over Df (with as many retain batches), so the cost scales with |Df|,
-not |D|. When every forget label is still served, Df is scored whole, in eval mode, before each
-pass; once its mean pull is below `pull_tolerance` times the held-out median loss, Df already
-looks as unseen data looks and the run ends (possibly before its first step, returning the
-original). The original's pull starts at 0.02-0.15 of that median on the embedded corpus's
-keyword model, which barely memorises, and at 0.64-0.96 on its speaker model, which does; 8
-passes of pulling in the first case cost 15-21 % of a retraining and moved nothing beyond noise.
-Defaults (chosen on the validation split of the embedded corpus, see docs/BENCHMARKS.md):
-AdamW (weight decay 1e-4) at lr 3e-5 for the whole network (the other methods' 1e-3 knocked the
-retained accuracy down by several points before Df moved; of 1e-4, 3e-4 and 3e-5, 3e-5 had the
-lowest mean validation Avg. Gap over the sample-unlearning cells); lr 3e-2 for the head alone;
-8 epochs, T = 2, retain weights 1 (KL) and 0.5 (CE), Huber β = 1, pull tolerance 0.2 (between
-the two ranges above, from the unlearning logs of the quick grid, which see no test data).
+Every pass goes over Df once (with as many retain batches), so the cost scales with |Df|, not
+|D|: one epoch is one pass when the network pulls, `head_passes` passes over cached embeddings
+when only the head learns (then Dr is one pass's worth of rows, drawn once). When every forget
+label is still served, Df is scored whole, in eval mode, before each pass; once its mean pull is
+below `pull_tolerance` times the held-out median loss, Df already looks as unseen data looks and
+the run ends (possibly before its first step, returning the original). The original's pull
+starts at 0.02-0.15 of that median on the embedded corpus's keyword model, which barely
+memorises, and at 0.64-0.96 on its speaker model, which does; 8 passes of pulling in the first
+case cost 15-21 % of a retraining and moved nothing beyond noise.
+Defaults (chosen on the validation split of the quick and fsdd grids, see docs/BENCHMARKS.md):
+AdamW (weight decay 1e-4) for the whole network at lr 3e-4 for one epoch, 32 retain rows per
+forget batch: of the schedules tried on the six speaker-ID sample cells (lr 3e-5 to 1e-3, 1-8
+epochs, 32 or 64 retain rows), the one with the lowest mean validation Avg. Gap (5.32 pp; 8
+epochs at 3e-5: 6.05) and the only one under 5 % of a retraining's time in every cell (the
+other methods' lr 1e-3 knocked Dr down before Df moved). For the head alone: lr 3e-2, 8 passes,
+dropped rows only. T = 2, retain weights 1 (KL) and 0.5 (CE), Huber β = 1, pull tolerance 0.2
+(between the two ranges above, from the unlearning logs of the quick grid, which see no test
+data).
 """
 
 from __future__ import annotations
@@ -96,9 +101,13 @@ def sorted_losses(model: torch.nn.Module, data: ArrayData, device: torch.device)
 
 @dataclass
 class CalibratedConfig(AdamWMethodConfig):
-    lr: float = field(default=3e-5, metadata={"help": "AdamW lr of the whole network (labels still served)"})
+    lr: float = field(default=3e-4, metadata={"help": "AdamW lr of the whole network (labels still served)"})
     head_lr: float = field(default=3e-2, metadata={"help": "AdamW lr of the head when only dropped labels are forgotten"})
-    epochs: int = field(default=8, metadata={"help": "passes over Df, each paired with as many Dr batches"})
+    epochs: int = field(default=1, metadata={"help": "epochs; each is one pass over Df, paired with as many Dr batches"})
+    head_passes: int = field(
+        default=8, metadata={"help": "passes over Df in each epoch when only the head learns (embeddings are cached)"}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Dr examples paired with each forget batch"})
     forget_batch_size: int = field(default=32, metadata={"help": "forget examples per step"})
     temperature: float = field(default=2.0, metadata={"help": "softening T of the Dr distillation (SCRUB's 2)"})
     retain_kl_weight: float = field(default=1.0, metadata={"help": "weight of T²·KL(original ‖ model) on Dr"})
@@ -117,6 +126,7 @@ class CalibratedConfig(AdamWMethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.head_passes >= 1, "head_passes", f"must be at least 1, got {self.head_passes}")
         require(self.forget_batch_size >= 1, "forget_batch_size", f"must be at least 1, got {self.forget_batch_size}")
         require(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
         require(self.retain_kl_weight >= 0, "retain_kl_weight", f"must be >= 0, got {self.retain_kl_weight}")
@@ -160,12 +170,12 @@ class Calibrated(Method):
 
     @staticmethod
     def retain_subset(ctx: UnlearnContext) -> ArrayData:
-        """One epoch's worth of Dr rows, drawn once: when only the head learns, every epoch pairs
-        Df with these (their embeddings cached), so Dr costs one epoch of embedding, not all of Dr."""
+        """One pass's worth of Dr rows, drawn once: when only the head learns, every pass pairs Df
+        with these (their embeddings cached), so Dr costs one pass of embedding, not all of Dr."""
         cfg = ctx.config
-        rows_per_epoch = math.ceil(len(ctx.forget) / cfg.forget_batch_size) * cfg.batch_size
+        rows_per_pass = math.ceil(len(ctx.forget) / cfg.forget_batch_size) * cfg.batch_size
         order = torch.randperm(len(ctx.retain), generator=ctx.generator).numpy()
-        return ctx.retain.subset(np.sort(order[:rows_per_epoch]))
+        return ctx.retain.subset(np.sort(order[:rows_per_pass]))
 
     def before_step(self, ctx: UnlearnContext) -> None:
         """Only the dropped classes' rows move: their logits alone differ between Original and Retrain."""
@@ -213,8 +223,9 @@ class Calibrated(Method):
         cfg = ctx.config
         if self.pull_reached(ctx, epoch):
             return []
-        return [paired_pass(ctx, cfg.forget_batch_size, cfg.batch_size, self.paired_loss, over="forget",
-                            retain_data=self.retain_rows)]
+        one_pass = paired_pass(ctx, cfg.forget_batch_size, cfg.batch_size, self.paired_loss, over="forget",
+                               retain_data=self.retain_rows)
+        return [one_pass] * (cfg.head_passes if self.head_only else 1)
 
     def pull_reached(self, ctx: UnlearnContext, epoch: int) -> bool:
         """True when the whole of Df already sits at its held-out quantiles (every check is logged)."""
