@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from ..config import require
 from ..training.data import ArrayData
 from .base import Batch, Method, MethodConfig, Phase, Term, UnlearnContext, minimise, random_model_like, register_method
 from .losses import softened_kl
-from .streams import mixed_pass
+from .streams import mixed_pass, random_positions
 
 
 @dataclass
@@ -58,8 +56,7 @@ class BadTeaching(Method):
     @staticmethod
     def draw_retain_subset(ctx: UnlearnContext) -> ArrayData:
         count = max(1, round(ctx.config.retain_fraction * len(ctx.retain)))
-        positions = torch.randperm(len(ctx.retain), generator=ctx.generator)[:count].numpy()
-        return ctx.retain.subset(positions)
+        return ctx.retain.subset(random_positions(ctx, ctx.retain, count))
 
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         return [mixed_pass(ctx, self.retain_subset, ctx.config.batch_size, self.mixed_loss)]

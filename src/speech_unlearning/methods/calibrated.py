@@ -64,7 +64,7 @@ from ..training.data import ArrayData
 from ..training.loop import evaluation_mode, per_sample_loss, predict_logits
 from .base import AdamWMethodConfig, Batch, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
-from .streams import paired_pass
+from .streams import paired_pass, random_positions
 
 # A dropped class's teacher logit: finite, so 0·log 0 terms stay 0 rather than NaN, and far
 # enough below any real logit that its softmax probability is exactly 0 in float32.
@@ -174,8 +174,7 @@ class Calibrated(Method):
         with these (their embeddings cached), so Dr costs one pass of embedding, not all of Dr."""
         cfg = ctx.config
         rows_per_pass = math.ceil(len(ctx.forget) / cfg.forget_batch_size) * cfg.batch_size
-        order = torch.randperm(len(ctx.retain), generator=ctx.generator).numpy()
-        return ctx.retain.subset(np.sort(order[:rows_per_pass]))
+        return ctx.retain.subset(np.sort(random_positions(ctx, ctx.retain, rows_per_pass)))
 
     def before_step(self, ctx: UnlearnContext) -> None:
         """Only the dropped classes' rows move: their logits alone differ between Original and Retrain."""

@@ -38,6 +38,11 @@ def _count(size: int, batch_size: int) -> int:
     return math.ceil(size / batch_size)
 
 
+def random_positions(ctx: UnlearnContext, data: ArrayData, count: int) -> np.ndarray:
+    """`count` positions within `data`, drawn without replacement with the call's generator."""
+    return torch.randperm(len(data), generator=ctx.generator)[:count].numpy()
+
+
 def forget_pass(ctx: UnlearnContext, batch_size: int, loss: LossFunction, name: str = "forget") -> Phase:
     """One shuffled pass over Df."""
     return Phase(name, lambda c: _batches(c, c.forget, batch_size, True), _count(len(ctx.forget), batch_size), loss)
