@@ -101,7 +101,7 @@ def test_class_unlearning_never_predicts_the_class_and_keeps_the_others(memorise
     assert accuracy(result.model, memoriser.data(kept)) >= before - 0.02
 
 
-def test_class_unlearning_embeds_df_and_one_epoch_of_dr_once(memoriser, monkeypatch):
+def test_class_unlearning_embeds_df_and_one_pass_of_dr_once(memoriser, monkeypatch):
     """Its cost scales with Df: each forget row and one pass's share of Dr rows (32 per forget
     batch of 32) are embedded once, in all 8 passes; no held-out data is needed or scored."""
     embedded = []
@@ -208,7 +208,10 @@ def test_the_embedding_cache_embeds_each_recording_once(memoriser):
     assert torch.allclose(again, direct, atol=1e-6) and torch.equal(first[2], again[0])
 
 
-@pytest.mark.parametrize("name, value", [("pull_tolerance", -0.1), ("huber_beta", 0.0), ("head_lr", -1.0), ("head_rows", "some"), ("head_passes", 0)])
+@pytest.mark.parametrize(
+    "name, value",
+    [("pull_tolerance", -0.1), ("huber_beta", 0.0), ("head_lr", -1.0), ("head_rows", "some"), ("head_passes", 0)],
+)
 def test_bad_settings_are_named(memoriser, name, value):
     with pytest.raises(ConfigError, match=name):
         memoriser.unlearn(memoriser.train[:24], **{name: value})

@@ -43,10 +43,10 @@ AdamW (weight decay 1e-4) for the whole network at lr 3e-4 for one epoch, 32 ret
 forget batch: of the schedules tried on the six speaker-ID sample cells (lr 3e-5 to 1e-3, 1-8
 epochs, 32 or 64 retain rows), the only one under 5 % of a retraining's time in every cell, and
 the lowest mean validation Avg. Gap (5.32 pp; 8 epochs at 3e-5: 6.05; differences inside the
-setting's Retrain-vs-Retrain noise). The other methods' lr 1e-3 knocked Dr down before Df moved. For the head alone: lr 3e-2, 8 passes,
-dropped rows only. T = 2, retain weights 1 (KL) and 0.5 (CE), Huber β = 1, pull tolerance 0.2
-(between the two ranges above, from the unlearning logs of the quick grid, which see no test
-data).
+setting's Retrain-vs-Retrain noise). The other methods' lr 1e-3 knocked Dr down before Df
+moved. For the head alone: lr 3e-2, 8 passes, dropped rows only. T = 2, retain weights 1 (KL)
+and 0.5 (CE), Huber β = 1, pull tolerance 0.2 (between the two ranges above, from the
+unlearning logs of the quick grid, which see no test data).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class Calibrated(Method):
         return ctx.retain.subset(np.sort(random_positions(ctx, ctx.retain, rows_per_pass)))
 
     def before_step(self, ctx: UnlearnContext) -> None:
-        """Only the dropped classes' rows move: their logits alone differ between Original and Retrain."""
+        """Only the dropped classes' rows move; the others keep the original's decision boundaries."""
         if self.fixed_rows is not None:
             for parameter in ctx.model.head.parameters():
                 parameter.grad[self.fixed_rows] = 0
