@@ -4,7 +4,10 @@ remaining classes' test accuracy, the relearning attack, and the representation 
 linear probe on the penultimate embeddings still tell the forgotten items from the rest;
 compare with Retrain's). Prints Markdown.
 
-    .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [--method calibrated]
+    .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [RUN_DIR ...] [--method calibrated]
+
+Several run folders are pooled, e.g. a preset's grid and a grid of extra seeds run with
+`--set seeds=...` (their cells must differ in seed or split, as such grids do).
 
 A setting is (task, scenario); every number is a mean ± std over the grid's runs (seeds, ratios),
 except the gap of the means: Avg. Gap between the method's metrics averaged over the runs and
@@ -33,7 +36,7 @@ GAP_TARGET_PP, TIME_TARGET, CHANCE_MARGIN_PP, REMAINING_MARGIN_PP = 1.5, 0.05, 2
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="a finished `speech-unlearn bench` run folder")
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="finished `speech-unlearn bench` run folders")
     parser.add_argument("--method", default="calibrated", help="the method whose targets are checked")
     return parser.parse_args()
 
@@ -133,7 +136,12 @@ def verdict(data: list[dict], scenario: str, method: str) -> str:
 
 def main() -> int:
     args = parse_args()
-    report(collect(args.run_dir), args.method)
+    pooled: dict = defaultdict(lambda: defaultdict(list))
+    for run_dir in args.run_dirs:
+        for setting, methods in collect(run_dir).items():
+            for method, rows in methods.items():
+                pooled[setting][method].extend(rows)
+    report(pooled, args.method)
     return 0
 
 
