@@ -6,6 +6,7 @@ Retrain checkpoints, and the feature arrays both were trained on.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,6 +61,14 @@ def grid_cells(run_dir: Path, cache_dir: str | None, only: list[str]) -> Iterato
 def _original_of(retrain: RunRecord, originals: list[RunRecord]) -> RunRecord:
     same = ("task", "model", "seed", "corpus")
     return next(o for o in originals if all(o.config[key] == retrain.config[key] for key in same))
+
+
+def mean_std(values: list[float]) -> str:
+    """"mean ± sample std" at two decimals ("NA" for no values; std 0 for a single one)."""
+    if not values:
+        return "NA"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
 
 
 def describe_gap(gap: dict[str, Any]) -> str:

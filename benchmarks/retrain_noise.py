@@ -13,13 +13,12 @@ averaged over the setting's cells first, as the report's last column does).
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
-from grid_cells import describe_gap, grid_cells
+from grid_cells import describe_gap, grid_cells, mean_std
 from speech_unlearning.evaluation import evaluate_unlearning, gap_of_means
 from speech_unlearning.experiments.stages import TUNE_METRICS
 from speech_unlearning.training.loop import TrainConfig
@@ -48,9 +47,8 @@ def main() -> int:
         settings[cell.config["task"], cell.config["split"]["scenario"]].append(report)
     for (task, scenario), reports in sorted(settings.items()):
         per_run = [report["gap_to_retrain"]["avg_gap_pp"] for report in reports]
-        spread = statistics.stdev(per_run) if len(per_run) > 1 else 0.0
         pooled = gap_of_means([(report["models"]["unlearned"], report["models"]["retrained"]) for report in reports])
-        print(f"{task} {scenario}: per-run Avg. Gap {statistics.mean(per_run):.2f} ± {spread:.2f} pp, "
+        print(f"{task} {scenario}: per-run Avg. Gap {mean_std(per_run)} pp, "
               f"gap of the means {pooled['avg_gap_pp']:.2f} pp over {len(reports)} cells")
     return 0
 

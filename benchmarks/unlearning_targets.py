@@ -27,6 +27,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from grid_cells import mean_std
 from speech_unlearning.evaluation import gap_of_means
 from speech_unlearning.experiments.store import ResultStore
 from speech_unlearning.io import read_json
@@ -39,13 +40,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("run_dirs", type=Path, nargs="+", help="finished `speech-unlearn bench` run folders")
     parser.add_argument("--method", default="calibrated", help="the method whose targets are checked")
     return parser.parse_args()
-
-
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "NA"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
 
 
 def cell_of(record) -> tuple:

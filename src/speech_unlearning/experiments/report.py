@@ -184,19 +184,20 @@ def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
                       ratios=tuple(sorted({r.ratio for r in members if r.ratio is not None})))
         for scenario in [s for s in SCENARIO_TITLES if any(r.scenario == s for r in members)]:
             in_scenario = [r for r in members if r.scenario == scenario]
+            retrain_by_cell = {r.cell: r for r in in_scenario if r.method == "retrain"}
             for method in _method_order(r.method for r in in_scenario):
                 chosen = [r for r in in_scenario if r.method == method]
                 cells = {c.key: Cell.of(r.values[c.key] for r in chosen) for c in COLUMNS}
-                cells[GAP_OF_MEANS.key] = _gap_of_means(chosen, in_scenario)
+                cells[GAP_OF_MEANS.key] = _gap_of_means(chosen, retrain_by_cell)
                 table.rows.append(TableRow(scenario, method, cells, len(chosen)))
         tables.append(table)
     return tables
 
 
-def _gap_of_means(chosen: Sequence[EvalRow], in_scenario: Sequence[EvalRow]) -> Cell:
+def _gap_of_means(chosen: Sequence[EvalRow], retrain_by_cell: Mapping[tuple, EvalRow]) -> Cell:
     """Avg. Gap between the mean metrics of `chosen` and of Retrain over the runs both have."""
-    retrain = {row.cell: row for row in in_scenario if row.method == "retrain"}
-    pairs = [(row.metrics, retrain[row.cell].metrics) for row in chosen if row.cell in retrain and row.metrics]
+    pairs = [(row.metrics, retrain_by_cell[row.cell].metrics)
+             for row in chosen if row.cell in retrain_by_cell and row.metrics]
     if not pairs:
         return Cell(None, None, 0)
     return Cell(gap_of_means(pairs)["avg_gap_pp"], None, len(pairs))

@@ -155,16 +155,17 @@ class Calibrated(Method):
                 raise ConfigError("method calibrated: needs held-out validation data to calibrate against")
             self.heldout_losses = self.sorted_heldout_losses(ctx)
             self.heldout_median = float(self.heldout_losses.median())
-        self.embedding_caches = {True: EmbeddingCache(len(ctx.forget.features), ctx.device),
-                                 False: EmbeddingCache(len(ctx.retain.features), ctx.device)}
         self.fixed_rows = None  # rows of the head kept at the original's values
+        self.retain_rows = None  # Dr rows every pass draws from (None: all of Dr)
         if self.head_only:  # only the head receives gradients, so only it moves
             for group in ctx.optimizer.param_groups:
                 group["lr"] = ctx.config.head_lr
             if ctx.config.head_rows == "dropped":
                 self.fixed_rows = ~self.dropped
                 self.original_head = {name: p.detach().clone() for name, p in ctx.model.head.named_parameters()}
-        self.retain_rows = self.retain_subset(ctx) if self.head_only else None
+            self.embedding_caches = {True: EmbeddingCache(len(ctx.forget.features), ctx.device),
+                                     False: EmbeddingCache(len(ctx.retain.features), ctx.device)}
+            self.retain_rows = self.retain_subset(ctx)
         ctx.log.append({"phase": "calibrate", "dropped_classes": dropped.tolist(), "head_only": self.head_only,
                         "heldout_median_nats": self.heldout_median})  # fmt: skip
 
