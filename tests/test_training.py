@@ -388,3 +388,36 @@ def test_train_original_rejects_bad_train_indices(fsdd_sid, cache_dir, rows, mes
     config = TrainConfig(epochs=1, progress=False)
     with pytest.raises(ValueError, match=message):
         train_original(fsdd_sid, "sid-xvector", 0, cache_dir, config=config, train_indices=rows, progress=False)
+
+
+
+PRELOAD_PROBE = """
+import sys
+import torch
+from speech_unlearning.training.loop import make_optimizer, preload_optimizer_imports
+
+if sys.argv[1] == "preload":
+    preload_optimizer_imports()
+before = set(sys.modules)
+make_optimizer(torch.nn.Linear(2, 2).parameters(), "adamw", 1e-3, 0.0)
+print(len(set(sys.modules) - before))
+"""
+
+
+def modules_imported_by_first_optimizer(preload: bool) -> int:
+    """How many modules building the first optimiser of a fresh process imports."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-c", PRELOAD_PROBE, "preload" if preload else "cold"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def test_preload_leaves_nothing_for_the_first_timed_optimizer_to_import():
+    """`fit` and `unlearn` call the preload before their clocks start, so the first timed run of a
+    worker process is not charged for torch's lazy imports."""
+    if modules_imported_by_first_optimizer(preload=False) == 0:
+        pytest.skip("this torch builds its first optimiser without lazy imports: nothing to preload")
+    assert modules_imported_by_first_optimizer(preload=True) == 0

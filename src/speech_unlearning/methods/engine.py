@@ -20,7 +20,14 @@ from tqdm import tqdm
 
 from ..config import ConfigError, from_mapping
 from ..training.data import ArrayData
-from ..training.loop import Budget, deterministic_algorithms, make_optimizer, model_device, seed_everything
+from ..training.loop import (
+    Budget,
+    deterministic_algorithms,
+    make_optimizer,
+    model_device,
+    preload_optimizer_imports,
+    seed_everything,
+)
 from .base import (
     SUPERLOSS_SUFFIX,
     Method,
@@ -63,6 +70,7 @@ def unlearn(
     num_classes = _num_classes(original_model)
     method = method_class()
     method.check(config, forget, retain, train_config)
+    preload_optimizer_imports()  # outside the clock
     with deterministic_algorithms(True, model_device(original_model)):
         generator = seed_everything(seed)
         budget = Budget(budget_seconds)  # starts the clock
