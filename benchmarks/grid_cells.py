@@ -15,7 +15,7 @@ import numpy as np
 
 from speech_unlearning.data.corpus import load_corpus
 from speech_unlearning.data.splits import load_split
-from speech_unlearning.experiments.store import ResultStore, RunRecord
+from speech_unlearning.experiments.store import DB_NAME, ResultStore, RunRecord
 from speech_unlearning.models.checkpoint import load_checkpoint
 from speech_unlearning.models.registry import model_info
 from speech_unlearning.training.data import ArrayData
@@ -38,9 +38,17 @@ class Cell:
         return ArrayData(self.features, self.corpus.labels, rows)
 
 
+def finished_grid(run_dir: Path) -> ResultStore:
+    """The results store of a `speech-unlearn bench` run folder; exits naming the folder if it has none
+    (opening a store creates one, and a study of an empty folder would print nothing useful)."""
+    if not (run_dir / DB_NAME).is_file():
+        raise SystemExit(f"{run_dir}: not a `speech-unlearn bench` run folder (no {DB_NAME} in it)")
+    return ResultStore.in_folder(run_dir)
+
+
 def grid_cells(run_dir: Path, cache_dir: str | None, only: list[str]) -> Iterator[Cell]:
     """Every finished Retrain cell of the grid whose label contains one of `only` (all if empty)."""
-    store = ResultStore.in_folder(run_dir)
+    store = finished_grid(run_dir)
     originals = store.records(stage="original", status="done")
     loaded: dict[tuple, Any] = {}
     for record in store.records(stage="retrain", status="done"):

@@ -27,7 +27,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from grid_cells import mean_std
+from grid_cells import finished_grid, mean_std
 from speech_unlearning.evaluation import gap_of_means
 from speech_unlearning.experiments.store import ResultStore
 from speech_unlearning.io import read_json
@@ -55,7 +55,7 @@ def class_count(run_dir: Path, store: ResultStore, original_key: str) -> int:
 
 def collect(run_dir: Path) -> dict:
     """setting -> method -> list of per-run rows (gap, time ratio, class accuracies, relearn)."""
-    store = ResultStore.in_folder(run_dir)
+    store = finished_grid(run_dir)
     evaluations = store.records(stage="evaluate", status="done")
     by_cell = defaultdict(dict)
     for record in evaluations:

@@ -24,10 +24,12 @@ from typing import Any
 import torch
 
 from grid_cells import describe_gap, grid_cells, mean_std
+from speech_unlearning.config import ConfigError
 from speech_unlearning.evaluation import evaluate_unlearning, gap_of_means
 from speech_unlearning.experiments.plan import load_methods
 from speech_unlearning.experiments.stages import TUNE_METRICS, ValidationAsTest
-from speech_unlearning.methods import unlearn
+from speech_unlearning.methods import parse_method_config, split_method_name, unlearn
+from speech_unlearning.registry import UnknownNameError
 from speech_unlearning.training.loop import TrainConfig
 
 
@@ -47,6 +49,11 @@ def main() -> int:
     args = parse_args()
     torch.set_num_threads(1)
     load_methods()
+    for overrides in args.overrides:  # a typo fails here, before any model is loaded
+        try:
+            parse_method_config(*split_method_name(args.method), overrides, args.method)
+        except (ConfigError, UnknownNameError) as error:
+            raise SystemExit(f"{args.method} {json.dumps(overrides)}: {error}") from None
     scored: dict[str, list[Scored]] = {json.dumps(overrides): [] for overrides in args.overrides}
     for cell in (cell for run_dir in args.run_dirs for cell in grid_cells(run_dir, args.cache_dir, args.only)):
         split = ValidationAsTest(cell.split)
