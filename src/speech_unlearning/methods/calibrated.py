@@ -45,12 +45,12 @@ cell (two epochs took up to 7.3 %); over those 15 cells (five seeds × 1/5/10 %)
 that scored best on validation was 4.5e-4 to 6e-4 (per-run Avg. Gap 4.4-4.5 pp, gap of the means
 1.7-2.0 pp), against 5.8 / 3.7 at 3e-4 (too little pull) and 9.1 / 8.7 at 1e-3, which knocks Dr
 down before Df moves. Each step's gradient is clipped to norm 1: the pull's gradients are
-larger, so in effect every step is normalised (clipping at 0.3 scores identically); on the
-same cells this lowered the validation gap in all 9 cells of several steps (4.50 → 4.13 pp per
-run, 1.70 → 1.51 of the means) and left the 6 single-step cells and the 20 class cells
-unchanged. For the head alone: lr 3e-2, 8 passes, dropped rows only. T = 2, retain weights 1
-(KL) and 0.5 (CE), Huber β = 1, pull tolerance 0.2 (between the two ranges above, from the
-unlearning logs of the quick grid, which see no test data).
+larger, so in effect every step is normalised (clipping at 0.3 scores identically); on the same
+cells this lowered the validation gap in all 9 cells of several steps (4.50 → 4.13 pp per run,
+1.70 → 1.51 of the means); the 6 single-step cells and the 20 class cells scored the same. For
+the head alone: lr 3e-2, 8 passes, dropped rows only. T = 2, retain weights 1 (KL) and 0.5 (CE),
+Huber β = 1, pull tolerance 0.2 (between the two ranges above, from the unlearning logs of the
+quick grid, which see no test data).
 """
 
 from __future__ import annotations
