@@ -15,7 +15,7 @@ import numpy as np
 
 from speech_unlearning.data.corpus import load_corpus
 from speech_unlearning.data.splits import load_split
-from speech_unlearning.experiments.store import DB_NAME, ResultStore, RunRecord
+from speech_unlearning.experiments.store import ResultStore, RunRecord
 from speech_unlearning.models.checkpoint import load_checkpoint
 from speech_unlearning.models.registry import model_info
 from speech_unlearning.training.data import ArrayData
@@ -39,11 +39,12 @@ class Cell:
 
 
 def finished_grid(run_dir: Path) -> ResultStore:
-    """The results store of a `speech-unlearn bench` run folder; exits naming the folder if it has none
-    (opening a store creates one, and a study of an empty folder would print nothing useful)."""
-    if not (run_dir / DB_NAME).is_file():
-        raise SystemExit(f"{run_dir}: not a `speech-unlearn bench` run folder (no {DB_NAME} in it)")
-    return ResultStore.in_folder(run_dir)
+    """The results store of a `speech-unlearn bench` run folder; exits with one line naming the folder
+    if it has none (a study of an empty folder would print nothing useful)."""
+    try:
+        return ResultStore.existing(run_dir)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
 
 
 def grid_cells(run_dir: Path, cache_dir: str | None, only: list[str]) -> Iterator[Cell]:

@@ -469,6 +469,13 @@ def _fake_benchmark(run_dir: Path, rows: list[tuple[str, str, str, float, float]
             store.mark_done(run, {"avg_gap_pp": gap, "metrics": {"time": {"ratio": ratio}}}, {}, 1.0)
 
 
+def test_auto_from_a_folder_without_results_names_the_option_and_the_folder(tmp_path):
+    status, _, stderr = run_cli(["forget", "--auto-from", str(tmp_path), "--export-choice", str(tmp_path / "c.json")])
+    assert status == 2
+    assert f"--auto-from: no results database in {tmp_path}" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_auto_from_picks_the_lowest_gap_within_the_time_limit(tmp_path, fsdd_original, cache_dir):
     _fake_benchmark(tmp_path / "runs", [
         ("kws", "speaker", "scrub", 9.0, 0.5), ("kws", "speaker", "scrub", 11.0, 0.5),

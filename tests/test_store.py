@@ -111,6 +111,19 @@ def test_rows_survive_reopening(tmp_path):
     assert record.config == run.config
 
 
+def test_existing_opens_a_finished_folder_and_refuses_one_without_a_database(tmp_path):
+    run = make_run()
+    with ResultStore.in_folder(tmp_path / "grid") as written:
+        written.ensure([run])
+    with ResultStore.existing(tmp_path / "grid") as reopened:
+        assert reopened.get(run.key).config == run.config
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"no results database in {empty}"):
+        ResultStore.existing(empty)
+    assert list(empty.iterdir()) == []  # nothing created
+
+
 def test_tuning_choice_is_stored_with_its_provenance(store):
     group = TuneGroup("g" * 64, "kws", "embedded", "kws-resnet", "sample", "scrub", ("a", "b"),
                       ({"lr_scale": 1.0, "epoch_scale": 1.0}, {"lr_scale": 3.0, "epoch_scale": 1.0}))

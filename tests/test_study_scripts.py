@@ -24,7 +24,7 @@ def test_a_folder_without_results_is_refused_and_left_empty(tmp_path, script):
     args = [str(folder), "calibrated", "[{}]"] if script == "validation_study.py" else [str(folder)]
     done = run_script(script, *args)
     assert done.returncode != 0
-    assert f"{folder}: not a `speech-unlearn bench` run folder" in done.stderr
+    assert f"no results database in {folder}" in done.stderr
     assert "Traceback" not in done.stderr
     assert list(folder.iterdir()) == []  # opening a results store would have created runs.sqlite
 
@@ -36,4 +36,4 @@ def test_validation_study_names_a_bad_method_or_override_before_reading_any_grid
     done = run_script("validation_study.py", str(tmp_path / "missing"), method, overrides)
     assert done.returncode != 0
     assert named in done.stderr and "Traceback" not in done.stderr
-    assert "not a `speech-unlearn bench` run folder" not in done.stderr  # the override check comes first
+    assert "no results database" not in done.stderr  # the override check comes first

@@ -474,10 +474,7 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
     Returns {"markdown", "csv", "runs_csv", "html"} paths.
     """
     run_dir = Path(run_dir)
-    database = run_dir / "runs.sqlite"
-    if not database.is_file():
-        raise FileNotFoundError(f"no results database in {run_dir} (expected {database}); run `speech-unlearn bench` first")
-    with ResultStore(database) as store:
+    with ResultStore.existing(run_dir) as store:
         rows = collect_rows(store)
         failures = store.records(status="failed")
     tables = aggregate(rows)

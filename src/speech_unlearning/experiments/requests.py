@@ -544,11 +544,13 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(one row per finished test-split evaluation of an unlearning method, the grid's config)."""
-    from .store import DB_NAME, ResultStore
+    from .store import ResultStore
 
-    if not (run_dir / DB_NAME).is_file():
-        raise FileNotFoundError(f"--auto-from {run_dir}: no benchmark results database ({DB_NAME}) in it")
-    with ResultStore.in_folder(run_dir) as store:
+    try:
+        store = ResultStore.existing(run_dir)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"--auto-from: {error}") from None
+    with store:
         records = store.records(stage="evaluate", status="done")
         grid = store.get_meta("config", {}) or {}
     rows = []

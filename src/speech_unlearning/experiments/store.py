@@ -124,6 +124,16 @@ class ResultStore:
     def in_folder(cls, run_dir: str | Path) -> "ResultStore":
         return cls(Path(run_dir) / DB_NAME)
 
+    @classmethod
+    def existing(cls, run_dir: str | Path) -> "ResultStore":
+        """The store of a folder `speech-unlearn bench` wrote; FileNotFoundError naming the folder if it
+        has none (`in_folder` would create an empty one there)."""
+        database = Path(run_dir) / DB_NAME
+        if not database.is_file():
+            raise FileNotFoundError(f"no results database in {run_dir} (expected {database}); "
+                                    "run `speech-unlearn bench` first")
+        return cls(database)
+
     def close(self) -> None:
         self.connection.close()
 
