@@ -37,3 +37,35 @@ def test_validation_study_names_a_bad_method_or_override_before_reading_any_grid
     assert done.returncode != 0
     assert named in done.stderr and "Traceback" not in done.stderr
     assert "no results database" not in done.stderr  # the override check comes first
+
+
+@pytest.fixture(scope="module")
+def targets_script():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import unlearning_targets
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return unlearning_targets
+
+
+def test_the_bootstrap_interval_brackets_the_runs_and_needs_five_of_them(targets_script):
+    rows = [{"gap": gap} for gap in (0.4, 0.9, 1.2, 1.6, 2.5, 3.1, 4.0, 6.2)]
+    low, high = targets_script.bootstrap_interval(rows, targets_script.mean_gap)
+    mean = targets_script.mean_gap(rows)
+    assert min(row["gap"] for row in rows) < low < mean < high < max(row["gap"] for row in rows)
+    assert targets_script.bootstrap_interval(rows, targets_script.mean_gap) == (low, high)  # seeded
+    assert targets_script.bootstrap_interval([{"gap": 5.0}] * 8, targets_script.mean_gap) == (5.0, 5.0)
+    assert targets_script.bootstrap_interval(rows[:4], targets_script.mean_gap) is None
+
+
+@pytest.mark.parametrize(
+    "interval, where", [((1.6, 2.4), "above"), ((0.3, 1.5), "below"), ((0.9, 2.1), "straddles"), (None, None)]
+)
+def test_the_verdict_says_where_the_interval_lies_against_the_target(targets_script, interval, where):
+    text = targets_script.gap_check("gap of the means", 1.57, interval)
+    assert text.startswith("gap of the means 1.57 pp > 1.5")
+    if where is None:
+        assert "interval" not in text
+    else:
+        assert text.endswith(f"{where} the target)")
