@@ -69,3 +69,30 @@ def test_the_verdict_says_where_the_interval_lies_against_the_target(targets_scr
         assert "interval" not in text
     else:
         assert text.endswith(f"{where} the target)")
+
+
+def test_the_targets_experiment_runs_with_one_command(tmp_path, cache_dir, embedded_kws, fsdd_kws, fsdd_root):
+    """Both presets' grids, then their targets, from one call (shrunk here to one keyword class
+    request per preset, one training epoch, calibrated and the references)."""
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        ["bash", str(BENCHMARKS / "reproduce_targets.sh"), str(runs), "--cache-dir", str(cache_dir),
+         "--set", f"fsdd={fsdd_root}", "--set", "tasks=kws", "--set", "scenarios=class", "--set", "seeds=0",
+         "--set", "epochs=1", "--set", "methods=calibrated"],
+        capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for preset in ("quick", "fsdd"):
+        assert (runs / preset / "runs.sqlite").is_file()
+        section = done.stdout.split(f"## Targets: {preset}")[1].split("## Targets:")[0]
+        assert "### kws · class unlearning" in section
+        verdict = next(line for line in section.splitlines() if line.startswith("calibrated: Avg. Gap"))
+        assert "forgotten class 0.0 %" in verdict  # a real unlearning run, scored against its Retrain
+
+
+def test_the_one_command_explains_itself_and_runs_nothing_on_help(tmp_path):
+    done = subprocess.run(["bash", str(BENCHMARKS / "reproduce_targets.sh"), "--help"], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 0
+    assert "bash benchmarks/reproduce_targets.sh [RUNS_DIR]" in done.stdout and "set -euo" not in done.stdout
+    assert list(tmp_path.iterdir()) == []
