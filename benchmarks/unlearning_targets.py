@@ -21,7 +21,8 @@ Where a setting has at least 5 runs, both Avg. Gaps of `--method` also get a 95 
 interval (runs resampled with replacement, each with its own Retrain), and the verdict says
 whether the interval lies above or below 1.5 pp or straddles it: a straddling interval means the
 grid cannot tell whether the target is met. The interval covers how the runs vary around their
-Retrains, not how much a second Retrain would move (`retrain_noise.py` measures that).
+Retrains, not how much a second Retrain would move (`retrain_noise.py` measures that); runs of
+one seed share their Original, so the interval is, if anything, too narrow.
 Exits 0 whatever the outcome: this reports, it does not gate.
 """
 
