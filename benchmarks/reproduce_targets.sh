@@ -5,21 +5,22 @@
 #
 #   bash benchmarks/reproduce_targets.sh [RUNS_DIR] [bench options ...]
 #
-# RUNS_DIR (default: runs) receives quick/ and fsdd/. Further options go to every
-# `speech-unlearn bench` call, e.g. --cache-dir DIR or --set seeds=2,3,4 (a later --set of the
-# same key wins, so --set methods=calibrated runs only calibrated and the references).
+# RUNS_DIR (default: the project's runs/) receives quick/ and fsdd/. Further options go to every
+# `speech-unlearn bench` call, which runs from the project root (relative paths in them are read
+# from there), e.g. --cache-dir DIR or --set seeds=2,3,4 (a later --set of the same key wins, so
+# --set methods=calibrated runs only calibrated and the references).
 # About an hour on two CPU cores. Run it again to resume: finished runs are kept.
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'   # this header
     exit 0
 fi
-cd "$(dirname "$0")/.."
 runs=runs
 if [[ $# -gt 0 && $1 != -* ]]; then
-    runs=$1
+    runs=$(realpath -m -- "$1")  # from the caller's folder, before moving to the project root
     shift
 fi
+cd "$(dirname "$0")/.."
 methods=bad-teaching,calibrated,finetune,gradascent,l1-sparse,neggrad+,randlabel,salun,scrub,ssd,scrub+superloss
 for preset in quick fsdd; do
     .venv/bin/speech-unlearn bench --preset "$preset" --run-dir "$runs/$preset" --set methods="$methods" "$@"

@@ -73,13 +73,14 @@ def test_the_verdict_says_where_the_interval_lies_against_the_target(targets_scr
 
 def test_the_targets_experiment_runs_with_one_command(tmp_path, cache_dir, embedded_kws, fsdd_kws, fsdd_root):
     """Both presets' grids, then their targets, from one call (shrunk here to one keyword class
-    request per preset, one training epoch, calibrated and the references)."""
+    request per preset, one training epoch, calibrated and the references). A relative RUNS_DIR
+    is the caller's."""
     runs = tmp_path / "runs"
     done = subprocess.run(
-        ["bash", str(BENCHMARKS / "reproduce_targets.sh"), str(runs), "--cache-dir", str(cache_dir),
+        ["bash", str(BENCHMARKS / "reproduce_targets.sh"), "runs", "--cache-dir", str(cache_dir),
          "--set", f"fsdd={fsdd_root}", "--set", "tasks=kws", "--set", "scenarios=class", "--set", "seeds=0",
          "--set", "epochs=1", "--set", "methods=calibrated"],
-        capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     for preset in ("quick", "fsdd"):
