@@ -58,17 +58,20 @@ def main() -> int:
     for cell in (cell for run_dir in args.run_dirs for cell in grid_cells(run_dir, args.cache_dir, args.only)):
         split = ValidationAsTest(cell.split)
         print(f"== {cell.label} (Retrain {cell.retrain_seconds:.1f} s)", flush=True)
+        # The cell's data and settings, shared by every override set.
+        forget = cell.data(cell.split.forget_indices(cell.corpus))
+        retain = cell.data(cell.split.retain_indices(cell.corpus))
+        validation = cell.data(cell.split.validation_indices(cell.corpus))
+        train_config, seed = TrainConfig(**cell.original_metadata["train_config"]), int(cell.config["seed"])
         for overrides in args.overrides:
-            result = unlearn(args.method, cell.original, cell.data(cell.split.forget_indices(cell.corpus)),
-                             cell.data(cell.split.retain_indices(cell.corpus)), overrides=overrides,
-                             budget_seconds=min(cell.retrain_seconds, args.cap_seconds), seed=int(cell.config["seed"]),
-                             validation=cell.data(cell.split.validation_indices(cell.corpus)),
-                             train_config=TrainConfig(**cell.original_metadata["train_config"]))
+            key = json.dumps(overrides)
+            result = unlearn(args.method, cell.original, forget, retain, overrides=overrides,
+                             budget_seconds=min(cell.retrain_seconds, args.cap_seconds), seed=seed,
+                             validation=validation, train_config=train_config)
             report = evaluate_unlearning(result.model, cell.features, cell.corpus, split, reference=cell.retrain,
-                                         metrics=list(TUNE_METRICS), seed=int(cell.config["seed"]), progress=False)
-            print(f"  {json.dumps(overrides):40s} {describe_gap(report['gap_to_retrain'])}; {result.seconds:.1f} s",
-                  flush=True)
-            scored[json.dumps(overrides)].append(Scored(report, result.seconds / cell.retrain_seconds))
+                                         metrics=list(TUNE_METRICS), seed=seed, progress=False)
+            print(f"  {key:40s} {describe_gap(report['gap_to_retrain'])}; {result.seconds:.1f} s", flush=True)
+            scored[key].append(Scored(report, result.seconds / cell.retrain_seconds))
     print_summary(scored)
     return 0
 

@@ -1,4 +1,5 @@
-"""The benchmark study scripts (benchmarks/*.py) on bad input: a clear one-line exit, nothing written."""
+"""The benchmark scripts (benchmarks/): bad input gets a clear one-line exit and nothing written;
+the targets check's bootstrap intervals; the one-command reproduction of the targets experiment."""
 
 from __future__ import annotations
 

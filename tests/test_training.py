@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -390,7 +392,6 @@ def test_train_original_rejects_bad_train_indices(fsdd_sid, cache_dir, rows, mes
         train_original(fsdd_sid, "sid-xvector", 0, cache_dir, config=config, train_indices=rows, progress=False)
 
 
-
 PRELOAD_PROBE = """
 import sys
 import torch
@@ -406,9 +407,6 @@ print(len(set(sys.modules) - before))
 
 def modules_imported_by_first_optimizer(preload: bool) -> int:
     """How many modules building the first optimiser of a fresh process imports."""
-    import subprocess
-    import sys
-
     argv = [sys.executable, "-c", PRELOAD_PROBE, "preload" if preload else "cold"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
