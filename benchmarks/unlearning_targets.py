@@ -17,12 +17,13 @@ The targets checked for `--method` (default: calibrated):
 - class unlearning: forgotten-class test accuracy <= chance + 2 pp, remaining classes' test
   accuracy within 1 pp of the original's;
 - relearning attack: forget accuracy after 5 relearning steps no higher than the Retrain's.
-Where a setting has at least 5 runs, both Avg. Gaps of `--method` also get a 95 % bootstrap
-interval (runs resampled with replacement, each with its own Retrain), and the verdict says
-whether the interval lies above or below 1.5 pp or straddles it: a straddling interval means the
-grid cannot tell whether the target is met. The interval covers how the runs vary around their
-Retrains, not how much a second Retrain would move (`retrain_noise.py` measures that); runs of
-one seed share their Original, so the interval is, if anything, too narrow.
+Where a setting has runs of at least 5 seeds, both Avg. Gaps of `--method` also get a 95 %
+bootstrap interval, and the verdict says whether the interval lies above or below 1.5 pp or
+straddles it: a straddling interval means the grid cannot tell whether the target is met. Seeds
+are resampled with replacement, each with all its runs (each run with its own Retrain): runs of
+one seed share their Original and move together, so resampling them one by one would make the
+interval too narrow. The interval covers how the seeds vary around their Retrains, not how much a
+second Retrain of the same seed would move (`retrain_noise.py` measures that).
 Exits 0 whatever the outcome: this reports, it does not gate.
 """
 
@@ -42,8 +43,8 @@ from speech_unlearning.experiments.store import ResultStore
 from speech_unlearning.io import read_json
 
 GAP_TARGET_PP, TIME_TARGET, CHANCE_MARGIN_PP, REMAINING_MARGIN_PP = 1.5, 0.05, 2.0, 1.0
-# Under 5 runs a resampled set is mostly repeats of one or two runs: no interval is given.
-INTERVAL_MIN_RUNS, INTERVAL_RESAMPLES = 5, 2000
+# Under 5 seeds a resampled set is mostly repeats of one or two seeds: no interval is given.
+INTERVAL_MIN_SEEDS, INTERVAL_RESAMPLES = 5, 2000
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,6 +82,7 @@ def collect(run_dir: Path) -> dict:
             metrics = record.metrics["metrics"]
             accuracy = metrics["accuracy"]
             row = {"gap": record.metrics.get("avg_gap_pp"), "time": metrics.get("time", {}).get("ratio"),
+                   "seed": (record.config["model"], record.config["seed"]),  # the runs sharing an Original
                    "chance": chance, "tables": (metrics, retrain.metrics["metrics"])}
             if "test_forgotten" in accuracy:
                 row["forgotten"] = 100 * accuracy["test_forgotten"]
@@ -125,14 +127,20 @@ def mean_gap(data: list[dict]) -> float:
 
 
 def bootstrap_interval(
-    data: list[dict], statistic: Callable[[list[dict]], float], seed: int = 0
+    data: list[dict], statistic: Callable[[list[dict]], float], rng_seed: int = 0
 ) -> tuple[float, float] | None:
-    """95 % percentile interval of `statistic(runs)` over runs resampled with replacement;
-    None under `INTERVAL_MIN_RUNS` runs. Seeded, so a report reads the same every time."""
-    if len(data) < INTERVAL_MIN_RUNS:
+    """95 % percentile interval of `statistic(runs)` over seeds resampled with replacement, each
+    drawn seed bringing all its runs; None under `INTERVAL_MIN_SEEDS` seeds. Seeded, so a report
+    reads the same every time."""
+    by_seed: dict = defaultdict(list)
+    for row in data:
+        by_seed[row["seed"]].append(row)
+    clusters = list(by_seed.values())
+    if len(clusters) < INTERVAL_MIN_SEEDS:
         return None
-    rng = np.random.default_rng(seed)
-    draws = [statistic([data[i] for i in rng.integers(0, len(data), len(data))]) for _ in range(INTERVAL_RESAMPLES)]
+    rng = np.random.default_rng(rng_seed)
+    draws = [statistic([row for i in rng.integers(0, len(clusters), len(clusters)) for row in clusters[i]])
+             for _ in range(INTERVAL_RESAMPLES)]
     low, high = np.percentile(draws, [2.5, 97.5])
     return float(low), float(high)
 

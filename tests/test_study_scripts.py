@@ -50,14 +50,28 @@ def targets_script():
     return unlearning_targets
 
 
-def test_the_bootstrap_interval_brackets_the_runs_and_needs_five_of_them(targets_script):
-    rows = [{"gap": gap} for gap in (0.4, 0.9, 1.2, 1.6, 2.5, 3.1, 4.0, 6.2)]
+def test_the_bootstrap_interval_brackets_the_runs_and_needs_five_seeds(targets_script):
+    rows = [{"gap": gap, "seed": seed} for seed, gap in enumerate((0.4, 0.9, 1.2, 1.6, 2.5, 3.1, 4.0, 6.2))]
     low, high = targets_script.bootstrap_interval(rows, targets_script.mean_gap)
     mean = targets_script.mean_gap(rows)
     assert min(row["gap"] for row in rows) < low < mean < high < max(row["gap"] for row in rows)
     assert targets_script.bootstrap_interval(rows, targets_script.mean_gap) == (low, high)  # seeded
-    assert targets_script.bootstrap_interval([{"gap": 5.0}] * 8, targets_script.mean_gap) == (5.0, 5.0)
+    agreeing = [{"gap": 5.0, "seed": seed} for seed in range(8)]
+    assert targets_script.bootstrap_interval(agreeing, targets_script.mean_gap) == (5.0, 5.0)
     assert targets_script.bootstrap_interval(rows[:4], targets_script.mean_gap) is None
+
+
+def test_the_bootstrap_resamples_seeds_with_all_their_runs(targets_script):
+    """Runs of one seed share an Original and move together: resampling them one by one would
+    narrow the interval as if they were independent."""
+    seed_means = (0.4, 0.9, 1.2, 1.6, 2.5, 3.1, 4.0, 6.2)
+    rows = [{"gap": mean + offset, "seed": seed}
+            for seed, mean in enumerate(seed_means) for offset in (-0.1, 0.0, 0.1)]  # 3 ratios per seed
+    one_by_one = [dict(row, seed=position) for position, row in enumerate(rows)]
+    by_seed = targets_script.bootstrap_interval(rows, targets_script.mean_gap)
+    by_run = targets_script.bootstrap_interval(one_by_one, targets_script.mean_gap)
+    assert (by_seed[1] - by_seed[0]) > 1.4 * (by_run[1] - by_run[0])  # about sqrt(3) wider
+    assert targets_script.bootstrap_interval(rows[:12], targets_script.mean_gap) is None  # 12 runs, but 4 seeds
 
 
 @pytest.mark.parametrize(
