@@ -3,6 +3,7 @@ the targets check's bootstrap intervals; the one-command reproduction of the tar
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
                           timeout=120, cwd=PROJECT_ROOT)
 
 
-@pytest.mark.parametrize("script", ["validation_study.py", "retrain_noise.py", "unlearning_targets.py"])
+@pytest.mark.parametrize(
+    "script", ["validation_study.py", "retrain_noise.py", "unlearning_targets.py", "step_matched_retrain.py"]
+)
 def test_a_folder_without_results_is_refused_and_left_empty(tmp_path, script):
     folder = tmp_path / "not_a_grid"
     folder.mkdir()
@@ -40,14 +43,18 @@ def test_validation_study_names_a_bad_method_or_override_before_reading_any_grid
     assert "no results database" not in done.stderr  # the override check comes first
 
 
-@pytest.fixture(scope="module")
-def targets_script():
+def benchmark_module(name: str):
+    """A script of benchmarks/ imported as a module (they import their shared helpers by name)."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        import unlearning_targets
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
-    return unlearning_targets
+
+
+@pytest.fixture(scope="module")
+def targets_script():
+    return benchmark_module("unlearning_targets")
 
 
 def test_the_bootstrap_interval_brackets_the_runs_and_needs_five_seeds(targets_script):
@@ -84,6 +91,16 @@ def test_the_verdict_says_where_the_interval_lies_against_the_target(targets_scr
         assert "interval" not in text
     else:
         assert text.endswith(f"{where} the target)")
+
+
+def test_the_step_matched_retrain_takes_the_originals_number_of_steps():
+    matched_epochs = benchmark_module("step_matched_retrain").matched_epochs
+    # The embedded keyword corpus: 2455 training clips, 77 steps of 32 an epoch, 770 in 10 epochs.
+    assert matched_epochs(10, 2455, 2209, 32) == 11  # 10 % forgotten: 70 steps an epoch, 11 epochs = 770
+    assert matched_epochs(10, 2455, 2332, 32) == 11  # 5 %: 73 an epoch, 803 steps is nearer than 730
+    assert matched_epochs(10, 2455, 2430, 32) == 10  # 1 %: 76 an epoch; the grid's own Retrain
+    assert matched_epochs(1, 1000, 10, 32) == 32  # a tiny Dr is one step an epoch
+    assert matched_epochs(4, 100, 100, 32) == 4
 
 
 def test_the_targets_experiment_runs_with_one_command(tmp_path, cache_dir, embedded_kws, fsdd_kws, fsdd_root):
