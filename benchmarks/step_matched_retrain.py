@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from grid_cells import describe_gap, grid_cells, mean_std
-from speech_unlearning.evaluation import evaluate_unlearning, gap_of_means, gap_to_retrain
+from speech_unlearning.evaluation import evaluate_unlearning, gap_to_retrain
 from speech_unlearning.evaluation.gap import flatten, mean_table
 from speech_unlearning.experiments.stages import TUNE_METRICS
-from speech_unlearning.training.loop import TrainConfig
+from speech_unlearning.training.loop import TrainConfig, steps_per_epoch
 from speech_unlearning.training.recipes import train_original
 
 COMPARISONS = {
@@ -43,8 +42,8 @@ COMPARISONS = {
 
 def matched_epochs(epochs: int, trained_rows: int, retained_rows: int, batch_size: int) -> int:
     """Whole epochs over `retained_rows` that come nearest to `epochs` epochs' steps over `trained_rows`."""
-    steps = epochs * math.ceil(trained_rows / batch_size)
-    return max(1, round(steps / math.ceil(retained_rows / batch_size)))
+    steps = epochs * steps_per_epoch(trained_rows, batch_size)
+    return max(1, round(steps / steps_per_epoch(retained_rows, batch_size)))
 
 
 def main() -> int:
@@ -72,29 +71,30 @@ def main() -> int:
             pairs = {"original_vs_retrain": (cell.original, cell.retrain),
                      "original_vs_matched": (cell.original, matched),
                      "matched_vs_retrain": (matched, cell.retrain)}
-            task, seed = cell.config["task"], cell.config["seed"]
+            task, seed = cell.config["task"], int(cell.config["seed"])
             groups = [f"{task} {cell.config['split']['scenario']}", f"{task} {cell.label.split(f'seed={seed} ')[-1]}"]
             print(f"{cell.label} ({recipe.epochs} -> {epochs} epochs):", flush=True)
             for name, (model, reference) in pairs.items():
                 report = evaluate_unlearning(model, cell.features, cell.corpus, cell.split, reference=reference,
-                                             metrics=list(TUNE_METRICS), seed=int(cell.config["seed"]), progress=False)
+                                             metrics=list(TUNE_METRICS), seed=seed, progress=False)
                 for group in dict.fromkeys(groups):  # the setting, and its forget ratio or size
                     reports[group, name].append(report)
                 print(f"  {COMPARISONS[name]:34} {describe_gap(report['gap_to_retrain'])}", flush=True)
     for (group, name), rows in sorted(reports.items()):
         per_run = [report["gap_to_retrain"]["avg_gap_pp"] for report in rows]
-        pairs = [(report["models"]["unlearned"], report["models"]["retrained"]) for report in rows]
         print(f"{group}, {COMPARISONS[name]}: per-run Avg. Gap {mean_std(per_run)} pp over {len(rows)} cells; "
-              f"of the means {describe_gap(gap_of_means(pairs))}; means (%) {mean_levels(pairs)}")
+              f"{describe_means(rows)}")
     return 0
 
 
-def mean_levels(pairs: list[tuple[dict, dict]]) -> str:
-    """"term first / second" for each Avg. Gap term, both models averaged over the cells (in %)."""
-    first, second = (mean_table([pair[side] for pair in pairs]) for side in (0, 1))
-    levels = flatten(first), flatten(second)
-    terms = gap_to_retrain(first, second)["avg_gap_terms"]
-    return ", ".join(f"{term} {100 * levels[0][term]:.1f} / {100 * levels[1][term]:.1f}" for term in terms)
+def describe_means(reports: list[dict]) -> str:
+    """The gap of the means (as `gap_of_means`) and, per Avg. Gap term, both models' means in %."""
+    first, second = (mean_table([report["models"][role] for report in reports]) for role in ("unlearned", "retrained"))
+    gap = gap_to_retrain(first, second)
+    first_levels, second_levels = flatten(first), flatten(second)
+    means = ", ".join(f"{term} {100 * first_levels[term]:.1f} / {100 * second_levels[term]:.1f}"
+                      for term in gap["avg_gap_terms"])
+    return f"of the means {describe_gap(gap)}; means (%) {means}"
 
 
 if __name__ == "__main__":

@@ -457,7 +457,7 @@ class _Run:
     bar: tqdm
 
 
-def _steps_per_epoch(num_examples: int, batch_size: int) -> int:
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     full, rest = divmod(num_examples, batch_size)
     # A trailing batch of one example is skipped (see _train_epoch), unless it is the only one.
     return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
@@ -518,7 +518,7 @@ def _start_run(model: nn.Module, train: ArrayData, config: TrainConfig, loss_fn:
     generator = seed_everything(config.seed)
     model.to(device)
     optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr, config.weight_decay, config.momentum)
-    total_steps = config.epochs * _steps_per_epoch(len(train), config.batch_size)
+    total_steps = config.epochs * steps_per_epoch(len(train), config.batch_size)
     scheduler = make_scheduler(optimizer, config.schedule, total_steps, round(config.warmup_ratio * total_steps))
     bar = tqdm(total=total_steps, desc="train", unit="step", file=sys.stderr, disable=not config.progress, dynamic_ncols=True)
     return _Run(
