@@ -15,6 +15,9 @@ that model and is reused). It prints the Original's Avg. Gap to the grid's Retra
 step-matched one, and the gap between the two Retrains, each measured exactly as the grid
 measures a method. It ends with one line per setting, and per forget ratio or size within it, and
 comparison: the per-run mean ± std, the gap of the means and the means of its four terms. It writes nothing.
+
+A new grid can take the step-matched Retrain as its reference outright (`speech-unlearn bench
+--set retrain_match=steps`); this script compares both references on grids already run.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from grid_cells import describe_gap, grid_cells, mean_std
 from speech_unlearning.evaluation import evaluate_unlearning, gap_to_retrain
 from speech_unlearning.evaluation.gap import flatten, mean_table
 from speech_unlearning.experiments.stages import TUNE_METRICS
-from speech_unlearning.training.loop import TrainConfig, steps_per_epoch
+from speech_unlearning.training.loop import TrainConfig, step_matched_epochs
 from speech_unlearning.training.recipes import train_original
 
 COMPARISONS = {
@@ -38,12 +41,6 @@ COMPARISONS = {
     "original_vs_matched": "Original vs step-matched Retrain",
     "matched_vs_retrain": "step-matched Retrain vs Retrain",
 }
-
-
-def matched_epochs(epochs: int, trained_rows: int, retained_rows: int, batch_size: int) -> int:
-    """Whole epochs over `retained_rows` that come nearest to `epochs` epochs' steps over `trained_rows`."""
-    steps = epochs * steps_per_epoch(trained_rows, batch_size)
-    return max(1, round(steps / steps_per_epoch(retained_rows, batch_size)))
 
 
 def main() -> int:
@@ -60,7 +57,7 @@ def main() -> int:
             recipe = TrainConfig(**cell.original_metadata["train_config"])
             retained = cell.split.retain_indices(cell.corpus)
             trained = len(cell.corpus.indices("train"))
-            epochs = matched_epochs(recipe.epochs, trained, len(retained), recipe.batch_size)
+            epochs = step_matched_epochs(recipe.epochs, trained, len(retained), recipe.batch_size)
             matched = cell.retrain
             if epochs != recipe.epochs:  # else the grid's Retrain is that very model (same recipe, data, seed)
                 longer = dataclasses.replace(recipe, epochs=epochs)

@@ -163,6 +163,18 @@ def test_adding_a_seed_keeps_the_keys_of_existing_runs():
     assert not {run.key for run in one.stage_runs("original")} & {run.key for run in changed.stage_runs("original")}
 
 
+def test_a_step_matched_retrain_changes_only_the_retrain_runs():
+    standard = build_plan(resolve_config("demo"))
+    matched = build_plan(resolve_config("demo", {"retrain_match": "steps"}))
+    assert {r.key for r in standard.stage_runs("original")} == {r.key for r in matched.stage_runs("original")}
+    assert not {r.key for r in standard.stage_runs("retrain")} & {r.key for r in matched.stage_runs("retrain")}
+    assert {r.config["train"].get("match") for r in matched.stage_runs("retrain")} == {"steps"}
+    # The default adds nothing to a run's configuration, so grids made before the option keep their keys.
+    assert all("match" not in r.config["train"] for r in standard.stage_runs("retrain"))
+    with pytest.raises(ConfigError, match="retrain_match"):
+        resolve_config("demo", {"retrain_match": "seconds"})
+
+
 def test_speaker_unlearning_is_planned_for_kws_only():
     plan = build_plan(resolve_config("quick"))
     speaker = [run for run in plan.stage_runs("retrain") if run.config["split"]["scenario"] == "speaker"]

@@ -224,3 +224,24 @@ def test_real_stages_end_to_end_on_a_tiny_embedded_grid(tmp_path, cache_dir, emb
     assert evaluations["gradascent"].metrics["metrics"]["time"]["unlearn_seconds"] == pytest.approx(unlearn.seconds)
     markdown = write_report_files(tmp_path, plots=False)["markdown"].read_text()
     assert "| gradascent |" in markdown and "| Retrain |" in markdown
+
+
+def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_path, cache_dir, embedded_sid):
+    """The real corpus and retrain stages (the rest faked): with half the training set forgotten,
+    the Retrain runs about twice the Original's epochs, so both take as many optimiser steps."""
+    from speech_unlearning.experiments.stages import STAGE_FUNCTIONS
+    from speech_unlearning.training.loop import step_matched_epochs
+    from speech_unlearning.training.recipes import default_train_config
+
+    config = small_config(tasks=("sid",), scenarios=("sample",), ratios=(0.5,), epochs=2, retrain_match="steps",
+                          model_options={"sid-xvector": {"channels": 16, "embedding_dim": 16, "stats_channels": 32}})
+    plan = build_plan(config, check_names=False)
+    stages = {**FAKE_STAGES, "corpus": STAGE_FUNCTIONS["corpus"], "retrain": STAGE_FUNCTIONS["retrain"]}
+    assert run(plan, tmp_path, stages=stages, cache_dir=cache_dir, extra={"device": "cpu"}).failed == []
+    with ResultStore.in_folder(tmp_path) as store:
+        retrain = store.get(plan.stage_runs("retrain")[0].key)
+    train_rows = len(embedded_sid.indices("train"))
+    retained = train_rows - retrain.metrics["n_forget"]
+    batch_size = default_train_config("sid", "sid-xvector").batch_size
+    expected = step_matched_epochs(2, train_rows, retained, batch_size)
+    assert expected >= 4 and retrain.metrics["epochs_run"] == expected

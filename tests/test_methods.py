@@ -23,7 +23,7 @@ from speech_unlearning.methods.base import UnlearnContext, config_defaults, spli
 from speech_unlearning.methods.streams import mixed_pass, paired_pass
 from speech_unlearning.models.registry import create_model
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import Budget, TrainConfig, accuracy, fit
+from speech_unlearning.training.loop import Budget, TrainConfig, accuracy, fit, steps_per_epoch
 
 ALL_NAMES = method_names(with_superloss=True)
 NUM_CLASSES, SHAPE = 6, (8, 12)
@@ -146,6 +146,19 @@ def test_retrain_never_predicts_the_forgotten_class(setting):
     result = setting.run("retrain", seed=5)
     assert accuracy(result.model, setting.forget) == 0.0  # a class never seen cannot be predicted
     assert accuracy(result.model, setting.retain) > 0.8
+
+
+def test_a_step_matched_retrain_takes_the_originals_number_of_steps(setting):
+    recipe = setting.train_config  # no early stopping (patience 0), so every planned step is taken
+    originals_steps = recipe.epochs * steps_per_epoch(len(setting.forget) + len(setting.retain), recipe.batch_size)
+    per_epoch = steps_per_epoch(len(setting.retain), recipe.batch_size)
+    standard = setting.run("retrain", seed=5)
+    matched = setting.run("retrain", seed=5, overrides={"match": "steps"})
+    assert standard.steps == recipe.epochs * per_epoch < originals_steps  # 80 steps against the Original's 90
+    assert matched.steps == round(originals_steps / per_epoch) * per_epoch == 88  # 11 whole epochs
+    assert setting.run("retrain", seed=5, overrides={"match": "steps", "epochs": 2}).steps == 2 * per_epoch
+    with pytest.raises(ConfigError, match="match"):
+        setting.run("retrain", overrides={"match": "seconds"})
 
 
 def test_names_and_descriptions_cover_the_registry():

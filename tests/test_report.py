@@ -153,6 +153,29 @@ def test_report_files_tables_csv_html_and_plots(run_dir):
     assert all(base64.b64decode(data).startswith(PNG_SIGNATURE) for data in images)
 
 
+def test_the_caption_says_how_long_the_retrain_trained(tmp_path):
+    """Grids made with retrain_match=steps say so above their tables; the default says epochs."""
+    with ResultStore.in_folder(tmp_path) as store:
+        split = sample(0.05, 0)
+        retrain = Run("retrain", {"stage": "retrain", "task": "kws", "corpus": "embedded", "model": "kws-resnet",
+                                  "seed": 0, "split": split, "train": {"epochs": 2, "match": "steps"}})
+        store.ensure([retrain])
+        store.mark_running(retrain)
+        store.mark_done(retrain, {}, {}, 1.0)
+        for method in ("original", "retrain"):
+            run = Run("evaluate", {"stage": "evaluate", "task": "kws", "corpus": "embedded", "model": "kws-resnet",
+                                   "seed": 0, "split": split, "method": method, "retrain": retrain.key})
+            store.ensure([run])
+            store.mark_running(run)
+            store.mark_done(run, metrics(0.9), {}, 1.0)
+        add(store, "retrain", 0, {"scenario": "class", "count": 1, "seed": 0, "role": "test"}, metrics(0.0), task="sid")
+    markdown = write_report_files(tmp_path, plots=False)["markdown"].read_text()
+    captions = [line for line in markdown.splitlines() if line.startswith("Backbones:")]
+    assert len(captions) == 2
+    assert "Retrain: the Original's number of optimiser steps on Dr (retrain_match=steps)." in captions[0]  # kws
+    assert "Retrain: the Original's epochs on Dr." in captions[1]  # sid, whose evaluation names no retrain run
+
+
 def test_report_command_writes_the_files(run_dir, capsys):
     assert main(["report", str(run_dir), "--no-plots"]) == 0
     out = capsys.readouterr().out

@@ -93,17 +93,6 @@ def test_the_verdict_says_where_the_interval_lies_against_the_target(targets_scr
         assert text.endswith(f"{where} the target)")
 
 
-def test_the_step_matched_retrain_takes_the_originals_number_of_steps():
-    matched_epochs = benchmark_module("step_matched_retrain").matched_epochs
-    # The embedded keyword corpus: 2455 training clips, 77 steps of 32 an epoch, 770 in 10 epochs.
-    assert matched_epochs(10, 2455, 2209, 32) == 11  # 10 % forgotten: 69 steps an epoch, 11 epochs = 759
-    assert matched_epochs(10, 2455, 2332, 32) == 11  # 5 %: 73 an epoch, 803 steps is nearer than 730
-    assert matched_epochs(10, 2455, 2430, 32) == 10  # 1 %: 76 an epoch; the grid's own Retrain
-    assert matched_epochs(1, 1000, 10, 32) == 32  # a tiny Dr is one step an epoch
-    assert matched_epochs(4, 100, 100, 32) == 4
-    assert matched_epochs(2, 66, 33, 32) == 6  # as training counts them: a trailing batch of one is no step
-
-
 def test_the_targets_experiment_runs_with_one_command(tmp_path, cache_dir, embedded_kws, fsdd_kws, fsdd_root):
     """Both presets' grids, then their targets, from one call (shrunk here to one keyword class
     request per preset, one training epoch, calibrated and the references). A relative RUNS_DIR

@@ -28,6 +28,7 @@ from speech_unlearning.training.loop import (
     fit,
     make_optimizer,
     make_scheduler,
+    step_matched_epochs,
     per_sample_loss,
     predict_logits,
     seed_everything,
@@ -222,6 +223,16 @@ def test_evaluation_of_empty_data_is_empty_or_nan():
     assert predict_logits(model, empty).shape == (0, NUM_CLASSES)
     assert compute_embeddings(model, empty).shape == (0, 16)
     assert math.isnan(accuracy(model, empty))
+
+
+def test_step_matched_epochs_give_the_originals_number_of_steps():
+    # The embedded keyword corpus: 2455 training clips, 77 steps of 32 an epoch, 770 in 10 epochs.
+    assert step_matched_epochs(10, 2455, 2209, 32) == 11  # 10 % forgotten: 69 steps an epoch, 11 epochs = 759
+    assert step_matched_epochs(10, 2455, 2332, 32) == 11  # 5 %: 73 an epoch, 803 steps is nearer than 730
+    assert step_matched_epochs(10, 2455, 2430, 32) == 10  # 1 %: 76 an epoch; the standard Retrain
+    assert step_matched_epochs(1, 1000, 10, 32) == 32  # a tiny Dr is one step an epoch
+    assert step_matched_epochs(4, 100, 100, 32) == 4
+    assert step_matched_epochs(2, 66, 33, 32) == 6  # as training counts them: a trailing batch of one is no step
 
 
 def test_fit_rejects_an_empty_training_set():

@@ -205,6 +205,15 @@ def _train_settings(config: BenchConfig) -> dict[str, Any]:
     return {"epochs": config.epochs, "max_seconds": config.max_train_seconds}
 
 
+def _retrain_settings(config: BenchConfig) -> dict[str, Any]:
+    """The Original's settings, plus the step match when asked for (absent by default, so the
+    run keys of grids made before the option existed stay the same)."""
+    settings = _train_settings(config)
+    if config.retrain_match == "steps":
+        settings["match"] = "steps"
+    return settings
+
+
 def _model_options(config: BenchConfig, model: str) -> dict[str, Any]:
     """Options for create_model: the grid's `model_options` for this backbone and, with model_dir
     set, `source` = model_dir/<name> for a backbone that loads pretrained weights."""
@@ -287,7 +296,8 @@ class _PlanBuilder:
     def build_cell(self, base: dict, corpus: Run, original: Run, split: dict, groups: dict[str, TuneGroup]) -> None:
         """Retrain, every method and the evaluations for one split of one original model."""
         seed = original.config["seed"]
-        retrain = self.add("retrain", {**base, "seed": seed, "split": split, "train": _train_settings(self.config)}, [corpus.key])
+        retrain = self.add("retrain", {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config)},
+                           [corpus.key])
         cell = {**base, "seed": seed, "split": split, "original": original.key, "retrain": retrain.key}
         # The Retrain's own evaluation comes first: every other evaluation of the cell reuses its
         # metric table as the reference instead of recomputing it.
@@ -318,7 +328,7 @@ class _PlanBuilder:
         for scenario in self.config.scenarios_for(base["task"]):
             split = _validation_split(self.config, scenario, seed)
             retrain = self.add(
-                "retrain", {**base, "seed": seed, "split": split, "train": _train_settings(self.config)}, [corpus.key]
+                "retrain", {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config)}, [corpus.key]
             )
             for method in self.methods:
                 if self.tunable(method):

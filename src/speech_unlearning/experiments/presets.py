@@ -82,6 +82,11 @@ class BenchConfig:
     speaker_count: int = _help("speakers forgotten in each speaker-unlearning run", default=1)
     epochs: int | None = _help("epochs for Original and Retrain (unset: the recipe's default)", default=None)
     max_train_seconds: float | None = _help("wall-time cap for each Original / Retrain training", default=None)
+    retrain_match: Literal["epochs", "steps"] = _help(
+        "how long the Retrain trains: epochs = the Original's epochs on Dr (the paper's; fewer optimiser steps), "
+        "steps = as many optimiser steps as the Original took (whole epochs)",
+        default="epochs",
+    )
     budget_factor: float = _help("unlearning time budget as a multiple of the Retrain wall time", default=1.0)
     unlearn_cap_seconds: float | None = _help("absolute cap on each unlearning run's time budget", default=None)
     method_overrides: dict = _help(

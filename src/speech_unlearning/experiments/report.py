@@ -79,6 +79,7 @@ class EvalRow:
     values: dict[str, float | None]
     split: str = ""
     metrics: Mapping[str, Any] = field(default_factory=dict)  # the evaluation's metric table
+    retrain_match: str = "epochs"  # how long its Retrain trained (BenchConfig.retrain_match)
 
     @property
     def cell(self) -> tuple:
@@ -127,6 +128,7 @@ class Table:
     models: tuple[str, ...] = ()
     seeds: tuple[int, ...] = ()
     ratios: tuple[float, ...] = ()
+    retrain_matches: tuple[str, ...] = ("epochs",)
 
     @property
     def title(self) -> str:
@@ -146,7 +148,7 @@ def _lookup(metrics: Mapping[str, Any], path: Sequence[str]) -> float | None:
     return None if value is None else float(value)
 
 
-def eval_row(record: RunRecord) -> EvalRow:
+def eval_row(record: RunRecord, retrain_match: str = "epochs") -> EvalRow:
     """Flatten one "evaluate" record. Retrain's time is its training time (ratio 1 by definition)."""
     config, metrics = record.config, record.metrics or {}
     split = config["split"]
@@ -155,13 +157,16 @@ def eval_row(record: RunRecord) -> EvalRow:
     return EvalRow(
         task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
         scenario=split["scenario"], ratio=split.get("ratio"), method=config["method"], values=values,
-        split=describe_split(split), metrics=metrics.get("metrics") or {},
+        split=describe_split(split), metrics=metrics.get("metrics") or {}, retrain_match=retrain_match,
     )
 
 
 def collect_rows(store: ResultStore) -> list[EvalRow]:
     """Every finished evaluation of the test splits in the database."""
-    return [eval_row(record) for record in store.records(stage="evaluate", status="done")
+    matches = {record.key: record.config.get("train", {}).get("match", "epochs")
+               for record in store.records(stage="retrain")}
+    return [eval_row(record, matches.get(record.config.get("retrain"), "epochs"))
+            for record in store.records(stage="evaluate", status="done")
             if record.config.get("split", {}).get("role", "test") == "test"]
 
 
@@ -181,7 +186,8 @@ def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
     for (task, corpus), members in sorted(grouped.items()):
         table = Table(task, corpus, models=tuple(sorted({r.model for r in members})),
                       seeds=tuple(sorted({r.seed for r in members})),
-                      ratios=tuple(sorted({r.ratio for r in members if r.ratio is not None})))
+                      ratios=tuple(sorted({r.ratio for r in members if r.ratio is not None})),
+                      retrain_matches=tuple(sorted({r.retrain_match for r in members})))
         for scenario in [s for s in SCENARIO_TITLES if any(r.scenario == s for r in members)]:
             in_scenario = [r for r in members if r.scenario == scenario]
             retrain_by_cell = {r.cell: r for r in in_scenario if r.method == "retrain"}
@@ -227,7 +233,13 @@ def _markdown_table(table: Table) -> list[str]:
 def _table_caption(table: Table) -> str:
     ratios = ", ".join(f"{r * 100:g} %" for r in table.ratios) or "none"
     return (f"Backbones: {', '.join(table.models)}; seeds: {', '.join(map(str, table.seeds))}; "
-            f"sample forget ratios: {ratios}. Mean ± std (ddof = 1) over every run in the row.")
+            f"sample forget ratios: {ratios}; Retrain: {' and '.join(map(RETRAIN_LENGTHS.get, table.retrain_matches))}. "
+            "Mean ± std (ddof = 1) over every run in the row.")
+
+
+# How long the Retrain trained, by BenchConfig.retrain_match.
+RETRAIN_LENGTHS = {"epochs": "the Original's epochs on Dr",
+                   "steps": "the Original's number of optimiser steps on Dr (retrain_match=steps)"}
 
 
 READING_NOTES = (

@@ -7,7 +7,8 @@ appears complete or not at all. It never touches the results database.
 
 - corpus:   load (build) the corpus, cache the features of every backbone; corpus.json.
 - original: `train_original` on the training set; model/ checkpoint.
-- retrain:  draw the split, `train_original` on Dr; split.json and model/ checkpoint.
+- retrain:  draw the split, `train_original` on Dr (for the Original's epochs, or with
+            retrain_match=steps its step count); split.json and model/ checkpoint.
 - unlearn:  `unlearn(method, original, Df, Dr, budget=Retrain's wall time)`; model/ checkpoint.
 - evaluate: `evaluate_unlearning` against the Retrain reference; report.json / report.md.
 - tune:     unlearn + evaluate on a validation forget split (the validation set stands in for
@@ -184,12 +185,16 @@ def _train(task: RunTask, split=None) -> StageResult:
     """Original (split None) or Retrain (on Dr of `split`): train, save checkpoint (+ split)."""
     from ..data.splits import save_split
     from ..models.checkpoint import save_checkpoint
+    from ..training.loop import step_matched_epochs
     from ..training.recipes import checkpoint_metadata, train_original
 
     _configure_process(task)
     corpus = load_task_corpus(task)
     config = train_config_for(task)
     train_rows = None if split is None else split.retain_indices(corpus)
+    if train_rows is not None and task.config["train"].get("match") == "steps":
+        epochs = step_matched_epochs(config.epochs, len(corpus.indices("train")), len(train_rows), config.batch_size)
+        config = dataclasses.replace(config, epochs=epochs)
     model, result, metrics = train_original(
         corpus, task.config["model"], int(task.config["seed"]), task.cache_dir, config, train_indices=train_rows,
         progress=False, model_options=task.config.get("model_options") or {},

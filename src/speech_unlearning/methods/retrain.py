@@ -5,21 +5,35 @@ The model is rebuilt from the original's `build_args` by the model registry (fre
 call's seed) and trained by `training.loop.fit` with the original `TrainConfig` (passed as
 `train_config`), seeded with the call's seed and capped by the budget. A model built outside
 the registry (no `build_args`) is re-initialised layer by layer instead.
+
+By default it runs the original's epochs on Dr, as the paper's Retrain does, and so takes fewer
+optimiser steps than the original (Dr is smaller). `match="steps"` gives it the original's number
+of steps instead (in whole epochs, counting the original's training set as Df + Dr): where the
+recipe stops short of convergence, that is the reference which differs from the original only by
+the forgotten data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..config import ConfigError, require
-from ..training.loop import fit
+from ..training.loop import fit, step_matched_epochs
 from .base import Method, UnlearnContext, random_model_like, register_method
 
 
 @dataclass
 class RetrainConfig:
-    epochs: int | None = field(default=None, metadata={"help": "override the recipe's epochs; None = the original's"})
+    epochs: int | None = field(
+        default=None, metadata={"help": "override the recipe's epochs (and `match`); None = the original's"}
+    )
+    match: Literal["epochs", "steps"] = field(
+        default="epochs",
+        metadata={"help": "epochs: the original's epochs on Dr (the paper's Retrain, fewer optimiser steps); "
+                          "steps: as many optimiser steps as the original took on Df + Dr, in whole epochs"},
+    )
     use_validation: bool = field(
         default=True, metadata={"help": "early stopping on the validation data, as the original recipe"}
     )
@@ -43,7 +57,7 @@ class Retrain(Method):
         recipe = dataclasses.replace(
             ctx.train_config,
             seed=ctx.seed,
-            epochs=ctx.config.epochs or ctx.train_config.epochs,
+            epochs=ctx.config.epochs or self.epochs(ctx),
             max_seconds=None if remaining == float("inf") else max(remaining, 1e-3),
             progress=ctx.progress,
             device=str(ctx.device),
@@ -53,3 +67,11 @@ class Retrain(Method):
         result = fit(ctx.model, ctx.retain, validation, recipe)
         ctx.steps, ctx.budget_exhausted = result.steps, result.budget_exhausted
         ctx.log.extend({"phase": "train", **row} for row in result.history)
+
+    @staticmethod
+    def epochs(ctx: UnlearnContext) -> int:
+        """The recipe's epochs, or (match="steps") those that give Dr the original's step count."""
+        recipe = ctx.train_config
+        if ctx.config.match == "epochs":
+            return recipe.epochs
+        return step_matched_epochs(recipe.epochs, len(ctx.forget) + len(ctx.retain), len(ctx.retain), recipe.batch_size)
