@@ -33,6 +33,7 @@ class Cell:
     original_metadata: dict[str, Any]
     retrain: Any
     retrain_seconds: float
+    retrain_metadata: dict[str, Any]  # its "train_config" is the recipe it ran (step-matched epochs included)
 
     def data(self, rows: np.ndarray) -> ArrayData:
         return ArrayData(self.features, self.corpus.labels, rows)
@@ -62,9 +63,9 @@ def grid_cells(run_dir: Path, cache_dir: str | None, only: list[str]) -> Iterato
             loaded[key] = corpus, corpus_arrays(corpus, key[2], cache_dir, progress=False)[0]
         corpus, features = loaded[key]
         original, metadata = load_checkpoint(run_dir / _original_of(record, originals).artefacts["checkpoint"])
-        retrain, _ = load_checkpoint(run_dir / record.artefacts["checkpoint"])
+        retrain, retrain_metadata = load_checkpoint(run_dir / record.artefacts["checkpoint"])
         yield Cell(record.label, config, corpus, features, load_split(run_dir / record.artefacts["split"], corpus),
-                   original.eval(), metadata, retrain.eval(), float(record.seconds))
+                   original.eval(), metadata, retrain.eval(), float(record.seconds), retrain_metadata)
 
 
 def _original_of(retrain: RunRecord, originals: list[RunRecord]) -> RunRecord:

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/retrain_noise.py RUN_DIR [--only "seed=0 sample 5%"] [--cache-dir DIR]
 
 For every Retrain cell of a finished grid (filtered by --only), it trains a second Retrain on
-the same Dr with the same recipe and seed + 1000, and prints that model's Avg. Gap to the grid's
+the same Dr with the grid Retrain's own recipe (its epochs, step-matched where the grid ran with
+retrain_match=steps) and seed + 1000, and prints that model's Avg. Gap to the grid's
 Retrain, measured exactly as the grid measures a method. No unlearning method can be expected
 to come closer to "the" Retrain than another Retrain does. It ends with one line per setting
 (task, scenario): the mean ± std of the per-run gaps, and the gap of the means (each metric
@@ -36,7 +37,7 @@ def main() -> int:
     torch.set_num_threads(1)
     settings: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for cell in grid_cells(args.run_dir, args.cache_dir, args.only):
-        recipe = TrainConfig(**cell.original_metadata["train_config"])
+        recipe = TrainConfig(**cell.retrain_metadata["train_config"])
         seed = int(cell.config["seed"])
         other, _, _ = train_original(cell.corpus, cell.config["model"], seed + SEED_OFFSET, args.cache_dir, recipe,
                                      cell.split.retain_indices(cell.corpus), progress=False,

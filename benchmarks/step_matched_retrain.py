@@ -10,8 +10,9 @@ method would have to damage the model to match it.
 
 For every Retrain cell of the grids (filtered by --only), this trains a step-matched Retrain: the
 same recipe, Dr and seed, with the epoch count that gives it as many optimiser steps as the
-Original took (rounded to whole epochs; where that is the grid's own count, the grid's Retrain is
-that model and is reused). It prints the Original's Avg. Gap to the grid's Retrain and to the
+Original took (rounded to whole epochs). "Retrain" below is the standard one, for the Original's
+epochs; where either is the model the grid trained (same epochs, data and seed), that model is
+reused, so a grid run with retrain_match=steps gets its standard Retrain trained here. It prints the Original's Avg. Gap to the grid's Retrain and to the
 step-matched one, and the gap between the two Retrains, each measured exactly as the grid
 measures a method. It ends with one line per setting, and per forget ratio or size within it, and
 comparison: the per-run mean ± std, the gap of the means and the means of its four terms. It writes nothing.
@@ -58,16 +59,12 @@ def main() -> int:
             retained = cell.split.retain_indices(cell.corpus)
             trained = len(cell.corpus.indices("train"))
             epochs = step_matched_epochs(recipe.epochs, trained, len(retained), recipe.batch_size)
-            matched = cell.retrain
-            if epochs != recipe.epochs:  # else the grid's Retrain is that very model (same recipe, data, seed)
-                longer = dataclasses.replace(recipe, epochs=epochs)
-                matched, _, _ = train_original(cell.corpus, cell.config["model"], int(cell.config["seed"]), args.cache_dir,
-                                               longer, retained, progress=False,
-                                               model_options=cell.config.get("model_options"))
-                matched.eval()
-            pairs = {"original_vs_retrain": (cell.original, cell.retrain),
+            grid_epochs = cell.retrain_metadata["train_config"]["epochs"]
+            standard, matched = (cell.retrain if count == grid_epochs else retrain(cell, recipe, count, retained, args)
+                                 for count in (recipe.epochs, epochs))
+            pairs = {"original_vs_retrain": (cell.original, standard),
                      "original_vs_matched": (cell.original, matched),
-                     "matched_vs_retrain": (matched, cell.retrain)}
+                     "matched_vs_retrain": (matched, standard)}
             task, seed = cell.config["task"], int(cell.config["seed"])
             groups = [f"{task} {cell.config['split']['scenario']}", f"{task} {cell.label.split(f'seed={seed} ')[-1]}"]
             print(f"{cell.label} ({recipe.epochs} -> {epochs} epochs):", flush=True)
@@ -82,6 +79,14 @@ def main() -> int:
         print(f"{group}, {COMPARISONS[name]}: per-run Avg. Gap {mean_std(per_run)} pp over {len(rows)} cells; "
               f"{describe_means(rows)}")
     return 0
+
+
+def retrain(cell, recipe: TrainConfig, epochs: int, retained, args: argparse.Namespace):
+    """A Retrain of the cell's Dr and seed with the Original's recipe for `epochs` epochs, in eval mode."""
+    model, _, _ = train_original(cell.corpus, cell.config["model"], int(cell.config["seed"]), args.cache_dir,
+                                 dataclasses.replace(recipe, epochs=epochs), retained, progress=False,
+                                 model_options=cell.config.get("model_options"))
+    return model.eval()
 
 
 def describe_means(reports: list[dict]) -> str:

@@ -230,6 +230,7 @@ def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_pa
     """The real corpus and retrain stages (the rest faked): with half the training set forgotten,
     the Retrain runs about twice the Original's epochs, so both take as many optimiser steps."""
     from speech_unlearning.experiments.stages import STAGE_FUNCTIONS
+    from speech_unlearning.models.checkpoint import load_checkpoint
     from speech_unlearning.training.loop import step_matched_epochs
     from speech_unlearning.training.recipes import default_train_config
 
@@ -245,3 +246,6 @@ def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_pa
     batch_size = default_train_config("sid", "sid-xvector").batch_size
     expected = step_matched_epochs(2, train_rows, retained, batch_size)
     assert expected >= 4 and retrain.metrics["epochs_run"] == expected
+    # The checkpoint records the recipe it ran, so studies that retrain its cell repeat it.
+    _, metadata = load_checkpoint(tmp_path / retrain.artefacts["checkpoint"])
+    assert metadata["train_config"]["epochs"] == expected

@@ -232,9 +232,9 @@ def _markdown_table(table: Table) -> list[str]:
 
 def _table_caption(table: Table) -> str:
     ratios = ", ".join(f"{r * 100:g} %" for r in table.ratios) or "none"
+    retrain = " and ".join(RETRAIN_LENGTHS[match] for match in table.retrain_matches)
     return (f"Backbones: {', '.join(table.models)}; seeds: {', '.join(map(str, table.seeds))}; "
-            f"sample forget ratios: {ratios}; Retrain: {' and '.join(map(RETRAIN_LENGTHS.get, table.retrain_matches))}. "
-            "Mean ± std (ddof = 1) over every run in the row.")
+            f"sample forget ratios: {ratios}; Retrain: {retrain}. Mean ± std (ddof = 1) over every run in the row.")
 
 
 # How long the Retrain trained, by BenchConfig.retrain_match.

@@ -8,9 +8,10 @@ the registry (no `build_args`) is re-initialised layer by layer instead.
 
 By default it runs the original's epochs on Dr, as the paper's Retrain does, and so takes fewer
 optimiser steps than the original (Dr is smaller). `match="steps"` gives it the original's number
-of steps instead (in whole epochs, counting the original's training set as Df + Dr): where the
-recipe stops short of convergence, that is the reference which differs from the original only by
-the forgotten data.
+of steps instead, in whole epochs. The original's training set is counted as Df + Dr; after
+earlier requests, whose data is in neither, that is the step count of a model retrained without
+them, which is what the model being unlearned stands for. Where the recipe stops short of
+convergence, this is the reference that differs from the original only by the forgotten data.
 """
 
 from __future__ import annotations
