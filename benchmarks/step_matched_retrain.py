@@ -11,11 +11,12 @@ method would have to damage the model to match it.
 For every Retrain cell of the grids (filtered by --only), this trains a step-matched Retrain: the
 same recipe, Dr and seed, with the epoch count that gives it as many optimiser steps as the
 Original took (rounded to whole epochs). "Retrain" below is the standard one, for the Original's
-epochs; where either is the model the grid trained (same epochs, data and seed), that model is
-reused, so a grid run with retrain_match=steps gets its standard Retrain trained here. It prints the Original's Avg. Gap to the grid's Retrain and to the
-step-matched one, and the gap between the two Retrains, each measured exactly as the grid
-measures a method. It ends with one line per setting, and per forget ratio or size within it, and
-comparison: the per-run mean ± std, the gap of the means and the means of its four terms. It writes nothing.
+epochs. Whichever of the two the grid trained (same epochs, data and seed) is reused, so a grid
+run with retrain_match=steps gets its standard Retrain trained here. It prints the Original's
+Avg. Gap to the standard Retrain and to the step-matched one, and the gap between the two
+Retrains, each measured exactly as the grid measures a method. It ends with one line per
+setting, and per forget ratio or size within it, and comparison: the per-run mean ± std, the gap
+of the means and the means of its four terms. It writes nothing.
 
 A new grid can take the step-matched Retrain as its reference outright (`speech-unlearn bench
 --set retrain_match=steps`); this script compares both references on grids already run.

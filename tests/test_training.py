@@ -28,10 +28,10 @@ from speech_unlearning.training.loop import (
     fit,
     make_optimizer,
     make_scheduler,
-    step_matched_epochs,
     per_sample_loss,
     predict_logits,
     seed_everything,
+    step_matched_epochs,
     select_device,
 )
 

@@ -58,7 +58,7 @@ class Retrain(Method):
         recipe = dataclasses.replace(
             ctx.train_config,
             seed=ctx.seed,
-            epochs=ctx.config.epochs or self.epochs(ctx),
+            epochs=self.planned_epochs(ctx),
             max_seconds=None if remaining == float("inf") else max(remaining, 1e-3),
             progress=ctx.progress,
             device=str(ctx.device),
@@ -70,9 +70,11 @@ class Retrain(Method):
         ctx.log.extend({"phase": "train", **row} for row in result.history)
 
     @staticmethod
-    def epochs(ctx: UnlearnContext) -> int:
-        """The recipe's epochs, or (match="steps") those that give Dr the original's step count."""
+    def planned_epochs(ctx: UnlearnContext) -> int:
+        """The configured epochs, else the recipe's, or (match="steps") those that give Dr the original's step count."""
         recipe = ctx.train_config
+        if ctx.config.epochs:
+            return ctx.config.epochs
         if ctx.config.match == "epochs":
             return recipe.epochs
         return step_matched_epochs(recipe.epochs, len(ctx.forget) + len(ctx.retain), len(ctx.retain), recipe.batch_size)
