@@ -15,7 +15,8 @@ from torch import nn
 from speech_unlearning.config import ConfigError
 from speech_unlearning.methods import unlearn
 from speech_unlearning.methods.losses import softened_kl
-from speech_unlearning.methods.salun import SalUnConfig, forget_gradients, top_fraction_mask
+from speech_unlearning.methods.saliency import forget_gradients, top_fraction_mask
+from speech_unlearning.methods.salun import SalUnConfig
 from speech_unlearning.methods.ssd import SSD, SSDConfig, diagonal_fisher
 from speech_unlearning.methods.superloss import SuperLoss, SuperLossConfig, superloss_sigma
 from speech_unlearning.models.base import SpeechClassifier

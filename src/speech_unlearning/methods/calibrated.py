@@ -51,6 +51,10 @@ cells this lowered the validation gap in all 9 cells of several steps (4.50 → 
 the head alone: lr 3e-2, 8 passes, dropped rows only. T = 2, retain weights 1 (KL) and 0.5 (CE),
 Huber β = 1, pull tolerance 0.2 (between the two ranges above, from the unlearning logs of the
 quick grid, which see no test data).
+Two options are off by default, because neither helped on validation against both references
+(docs/BENCHMARKS.md, "Restricting the pull, or repairing after it"): `saliency_ratio` lets the
+pull move only the weights most salient for Df, as SalUn does, and `repair_share` follows each
+pulling pass with steps on Dr alone.
 """
 
 from __future__ import annotations
@@ -68,7 +72,8 @@ from ..training.data import ArrayData
 from ..training.loop import evaluation_mode, per_sample_loss, predict_logits
 from .base import AdamWMethodConfig, Batch, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
-from .streams import paired_pass, random_positions
+from .saliency import FrozenCoordinates, salient_weights
+from .streams import paired_pass, random_positions, retain_sample_pass
 
 # A dropped class's teacher logit: finite, so 0·log 0 terms stay 0 rather than NaN, and far
 # enough below any real logit that its softmax probability is exactly 0 in float32.
@@ -127,6 +132,16 @@ class CalibratedConfig(AdamWMethodConfig):
         metadata={"help": "when only the head learns: train only the dropped classes' rows (the others stay "
                           "the original's) or every row"},
     )
+    saliency_ratio: float = field(
+        default=1.0,
+        metadata={"help": "share of the weights the pull may move, the most salient for Df as in SalUn; the rest "
+                          "stay the original's. 1 = every weight"},
+    )
+    repair_share: float = field(
+        default=0.0,
+        metadata={"help": "after each pulling pass, this share of its steps again on Dr alone (distillation + CE) "
+                          "to mend what the pull cost Dr; 0 = none"},
+    )
     pull_tolerance: float = field(
         default=0.2,
         metadata={"help": "stop once an epoch's mean pull is below this fraction of the held-out median loss; "
@@ -143,6 +158,8 @@ class CalibratedConfig(AdamWMethodConfig):
         require(self.head_lr > 0, "head_lr", f"must be positive, got {self.head_lr}")
         require(self.huber_beta > 0, "huber_beta", f"must be positive, got {self.huber_beta}")
         require(self.pull_tolerance >= 0, "pull_tolerance", f"must be >= 0, got {self.pull_tolerance}")
+        require(0 < self.saliency_ratio <= 1, "saliency_ratio", f"must be in (0, 1], got {self.saliency_ratio}")
+        require(self.repair_share >= 0, "repair_share", f"must be >= 0, got {self.repair_share}")
 
 
 @register_method("calibrated")
@@ -164,14 +181,17 @@ class Calibrated(Method):
                 raise ConfigError("method calibrated: needs held-out validation data to calibrate against")
             self.heldout_losses = self.sorted_heldout_losses(ctx)
             self.heldout_median = float(self.heldout_losses.median())
-        self.fixed_rows = None  # rows of the head kept at the original's values
+        self.frozen = None  # weights held at the original's values (FrozenCoordinates)
         self.retain_rows = None  # Dr rows every pass draws from (None: all of Dr)
+        if not self.head_only and ctx.config.saliency_ratio < 1:
+            self.frozen = salient_weights(ctx, ctx.config.forget_batch_size, ctx.config.saliency_ratio)
         if self.head_only:  # only the head receives gradients, so only it moves
             for group in ctx.optimizer.param_groups:
                 group["lr"] = ctx.config.head_lr
-            if ctx.config.head_rows == "dropped":
-                self.fixed_rows = ~self.dropped
-                self.original_head = {name: p.detach().clone() for name, p in ctx.model.head.named_parameters()}
+            if ctx.config.head_rows == "dropped":  # a row of the head is a class: only the dropped ones move
+                self.frozen = FrozenCoordinates(
+                    [(p, self.dropped.view(-1, *[1] * (p.dim() - 1)).expand_as(p)) for p in ctx.model.head.parameters()]
+                )
             self.embedding_caches = {True: EmbeddingCache(len(ctx.forget.features), ctx.device),
                                      False: EmbeddingCache(len(ctx.retain.features), ctx.device)}
             self.retain_rows = self.retain_subset(ctx)
@@ -187,17 +207,14 @@ class Calibrated(Method):
         return ctx.retain.subset(np.sort(random_positions(ctx, ctx.retain, rows_per_pass)))
 
     def before_step(self, ctx: UnlearnContext) -> None:
-        """Only the dropped classes' rows move; the others keep the original's decision boundaries."""
-        if self.fixed_rows is not None:
-            for parameter in ctx.model.head.parameters():
-                parameter.grad[self.fixed_rows] = 0
+        """Frozen weights (retained classes' head rows, or non-salient weights) get no gradient."""
+        if self.frozen is not None:
+            self.frozen.mask_gradients()
 
     def after_step(self, ctx: UnlearnContext) -> None:
-        """Undo weight decay on the fixed rows, so they stay the original's exactly."""
-        if self.fixed_rows is not None:
-            with torch.no_grad():
-                for name, parameter in ctx.model.head.named_parameters():
-                    parameter[self.fixed_rows] = self.original_head[name][self.fixed_rows]
+        """Undo weight decay on the frozen weights, so they stay the original's exactly."""
+        if self.frozen is not None:
+            self.frozen.restore(ctx.optimizer)
 
     def outputs(self, ctx: UnlearnContext, batch: Batch, with_teacher: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(working logits, original logits with dropped classes masked, or None) for `batch`.
@@ -234,7 +251,12 @@ class Calibrated(Method):
             return []
         one_pass = paired_pass(ctx, cfg.forget_batch_size, cfg.batch_size, self.paired_loss, over="forget",
                                retain_data=self.retain_rows)
-        return [one_pass] * (cfg.head_passes if self.head_only else 1)
+        if self.head_only:
+            return [one_pass] * cfg.head_passes
+        repair_steps = int(one_pass.num_batches * cfg.repair_share)
+        if repair_steps == 0:
+            return [one_pass]
+        return [one_pass, retain_sample_pass(ctx, repair_steps, cfg.batch_size, self.repair_loss, name="repair")]
 
     def pull_reached(self, ctx: UnlearnContext, epoch: int) -> bool:
         """True when the whole of Df already sits at its held-out quantiles (every check is logged)."""
@@ -264,7 +286,10 @@ class Calibrated(Method):
         return self.heldout_losses[positions]
 
     def paired_loss(self, ctx: UnlearnContext, batch: PairedBatch) -> list[Term]:
-        return self.forget_terms(ctx, batch.forget) + [self.retain_term(ctx, batch)]
+        return self.forget_terms(ctx, batch.forget) + [self.retain_term(ctx, batch.retain)]
+
+    def repair_loss(self, ctx: UnlearnContext, batch: Batch) -> list[Term]:
+        return [self.retain_term(ctx, batch)]
 
     def forget_terms(self, ctx: UnlearnContext, batch: Batch) -> list[Term]:
         labels = batch.labels
@@ -285,9 +310,9 @@ class Calibrated(Method):
         ranks = torch.argsort(torch.argsort(losses.detach()))  # 0 = lowest loss in the batch
         return F.smooth_l1_loss(losses, self.heldout_at_ranks(ranks), beta=ctx.config.huber_beta, reduction="none")
 
-    def retain_term(self, ctx: UnlearnContext, batch: PairedBatch) -> Term:
+    def retain_term(self, ctx: UnlearnContext, batch: Batch) -> Term:
         cfg = ctx.config
-        logits, teacher = self.outputs(ctx, batch.retain, with_teacher=True)
+        logits, teacher = self.outputs(ctx, batch, with_teacher=True)
         kl = softened_kl(logits, teacher, cfg.temperature) * cfg.temperature**2
-        losses = cfg.retain_kl_weight * kl + cfg.retain_ce_weight * per_sample_loss(logits, batch.retain.labels)
+        losses = cfg.retain_kl_weight * kl + cfg.retain_ce_weight * per_sample_loss(logits, batch.labels)
         return minimise(losses, "retain")

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from ..config import require
-from ..training.loop import per_sample_loss
 from .base import UnlearnContext, register_method
 from .randlabel import RandLabel, RandLabelConfig
+from .saliency import salient_weights
 
 
 @dataclass
@@ -35,61 +33,16 @@ class SalUnConfig(RandLabelConfig):
         require(0 < self.mask_ratio <= 1, "mask_ratio", f"must be in (0, 1], got {self.mask_ratio}")
 
 
-def forget_gradients(ctx: UnlearnContext, batch_size: int) -> dict[str, torch.Tensor]:
-    """Gradient of the forget loss summed over every batch of Df, per trainable parameter
-    that receives one; the model is in eval mode for the pass and its .grad is cleared after."""
-    model = ctx.model
-    model.eval()
-    model.zero_grad(set_to_none=True)
-    for inputs, labels, _ in ctx.forget.batches(batch_size, device=ctx.device):
-        # The forget loss is −CE; its sign does not change |gradient|. backward() accumulates.
-        (-per_sample_loss(model(inputs), labels).mean()).backward()
-    gradients = {name: p.grad.detach().clone() for name, p in ctx.trainable_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    model.train()
-    return gradients
-
-
-def top_fraction_mask(gradients: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
-    """Boolean masks marking the floor(ratio·N) largest |gradient| entries over all tensors."""
-    magnitudes = torch.cat([g.abs().flatten() for g in gradients.values()])  # (N,)
-    keep = int(len(magnitudes) * ratio)
-    order = torch.argsort(magnitudes, descending=True, stable=True)
-    flat = torch.zeros(len(magnitudes), dtype=torch.bool, device=magnitudes.device)
-    flat[order[:keep]] = True
-    masks, start = {}, 0
-    for name, gradient in gradients.items():
-        masks[name] = flat[start : start + gradient.numel()].view_as(gradient)
-        start += gradient.numel()
-    return masks
-
-
 @register_method("salun")
 class SalUn(RandLabel):
     summary = "RandLabel on the top-50% weights by forget-gradient saliency; the rest stay bit-identical"
     config_class = SalUnConfig
 
     def setup(self, ctx: UnlearnContext) -> None:
-        salient = top_fraction_mask(forget_gradients(ctx, ctx.config.batch_size), ctx.config.mask_ratio)
-        self.trainable = dict(ctx.trainable_parameters())
-        # Parameters without a gradient are absent from `salient`: fully masked out.
-        self.masks = {
-            name: salient.get(name, torch.zeros_like(p, dtype=torch.bool)) for name, p in self.trainable.items()
-        }
-        self.starting_values = {
-            name: p.detach().clone() for name, p in self.trainable.items() if not bool(self.masks[name].all())
-        }
+        self.frozen = salient_weights(ctx, ctx.config.batch_size, ctx.config.mask_ratio)
 
     def before_step(self, ctx: UnlearnContext) -> None:
-        for name, p in self.trainable.items():
-            if p.grad is not None:
-                p.grad.mul_(self.masks[name])
+        self.frozen.mask_gradients()
 
     def after_step(self, ctx: UnlearnContext) -> None:
-        with torch.no_grad():
-            for name, start in self.starting_values.items():
-                p, mask = self.trainable[name], self.masks[name]
-                p.copy_(torch.where(mask, p, start))
-                for value in ctx.optimizer.state.get(p, {}).values():
-                    if torch.is_tensor(value) and value.shape == p.shape:
-                        value.masked_fill_(~mask, 0)
+        self.frozen.restore(ctx.optimizer)

@@ -4,6 +4,7 @@ Every stream shuffles with the call's seeded generator, so a method's run is a d
 function of its seed. Four shapes cover every method:
 
 - `forget_pass` / `retain_pass`: one shuffled pass over Df, Dr (or a subset of Dr);
+- `retain_sample_pass`: a given number of batches of Dr rows, drawn when the phase starts;
 - `paired_pass`: a forget batch and a retain batch per step (NegGrad+, Calibrated). The longer
   of the two sets (or Df alone) is passed once; the shorter is re-shuffled each time it runs
   out, rather than replaying the first pass's cached batches as `itertools.cycle` would;
@@ -54,6 +55,19 @@ def retain_pass(
     """One shuffled pass over Dr, or over `data` (a subset of Dr) when given."""
     rows = ctx.retain if data is None else data
     return Phase(name, lambda c: _batches(c, rows, batch_size, False), _count(len(rows), batch_size), loss)
+
+
+def retain_sample_pass(
+    ctx: UnlearnContext, num_batches: int, batch_size: int, loss: LossFunction, name: str = "retain"
+) -> Phase:
+    """`num_batches` batches of distinct Dr rows, drawn when the phase starts, so that the
+    phases before it see the same shuffles as they would without it."""
+
+    def source(c: UnlearnContext) -> Iterator[Batch]:
+        rows = c.retain.subset(np.sort(random_positions(c, c.retain, num_batches * batch_size)))
+        return _batches(c, rows, batch_size, False)
+
+    return Phase(name, source, min(num_batches, _count(len(ctx.retain), batch_size)), loss)
 
 
 def paired_pass(
