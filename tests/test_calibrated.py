@@ -161,11 +161,12 @@ def test_a_long_schedule_does_not_overshoot(memoriser):
     assert memoriser.losses(ascent.model, forget).median().item() > 3 * target
 
 
-def test_a_saliency_restricted_pull_moves_only_the_salient_share_of_weights(memoriser):
+@pytest.mark.parametrize("source", ["forget_pass", "first_step"])
+def test_a_saliency_restricted_pull_moves_only_the_salient_share_of_weights(memoriser, source):
     forget = np.sort(np.random.default_rng(4).choice(memoriser.train, 24, replace=False))
     before = memoriser.losses(memoriser.model, forget).median().item()
     target = memoriser.losses(memoriser.model, memoriser.heldout).median().item()
-    result = memoriser.unlearn(forget, epochs=30, lr=3e-3, saliency_ratio=0.2)
+    result = memoriser.unlearn(forget, epochs=30, lr=3e-3, saliency_ratio=0.2, saliency_from=source)
     original = dict(memoriser.model.named_parameters())
     moved = sum(int((p != original[name]).sum()) for name, p in result.model.named_parameters())
     total = sum(p.numel() for p in memoriser.model.parameters())
@@ -243,7 +244,7 @@ def test_the_embedding_cache_embeds_each_recording_once(memoriser):
 @pytest.mark.parametrize(
     "name, value",
     [("pull_tolerance", -0.1), ("huber_beta", 0.0), ("head_lr", -1.0), ("head_rows", "some"), ("head_passes", 0),
-     ("saliency_ratio", 0.0), ("saliency_ratio", 1.5), ("repair_share", -0.5)],
+     ("saliency_ratio", 0.0), ("saliency_ratio", 1.5), ("saliency_from", "test"), ("repair_share", -0.5)],
 )
 def test_bad_settings_are_named(memoriser, name, value):
     with pytest.raises(ConfigError, match=name):
