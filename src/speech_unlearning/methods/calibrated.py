@@ -72,7 +72,7 @@ from ..training.data import ArrayData
 from ..training.loop import evaluation_mode, per_sample_loss, predict_logits
 from .base import AdamWMethodConfig, Batch, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
-from .saliency import FrozenCoordinates, all_but_top, salient_weights
+from .saliency import FrozenCoordinates, freeze_all_but_top, salient_weights
 from .streams import paired_pass, random_positions, retain_sample_pass
 
 # A dropped class's teacher logit: finite, so 0·log 0 terms stay 0 rather than NaN, and far
@@ -188,7 +188,9 @@ class Calibrated(Method):
             self.heldout_median = float(self.heldout_losses.median())
         self.frozen = None  # weights held at the original's values (FrozenCoordinates)
         self.retain_rows = None  # Dr rows every pass draws from (None: all of Dr)
-        if not self.head_only and ctx.config.saliency_ratio < 1 and ctx.config.saliency_from == "forget_pass":
+        masked_pull = not self.head_only and ctx.config.saliency_ratio < 1
+        self.mask_at_first_step = masked_pull and ctx.config.saliency_from == "first_step"
+        if masked_pull and not self.mask_at_first_step:
             self.frozen = salient_weights(ctx, ctx.config.forget_batch_size, ctx.config.saliency_ratio)
         if self.head_only:  # only the head receives gradients, so only it moves
             for group in ctx.optimizer.param_groups:
@@ -213,9 +215,9 @@ class Calibrated(Method):
 
     def before_step(self, ctx: UnlearnContext) -> None:
         """Frozen weights (retained classes' head rows, or non-salient weights) get no gradient."""
-        if self.frozen is None and not self.head_only and ctx.config.saliency_ratio < 1:  # saliency_from first_step
+        if self.mask_at_first_step and self.frozen is None:  # the first step's gradient ranks the weights
             gradients = {name: p.grad for name, p in ctx.trainable_parameters() if p.grad is not None}
-            self.frozen = all_but_top(ctx, gradients, ctx.config.saliency_ratio)
+            self.frozen = freeze_all_but_top(ctx, gradients, ctx.config.saliency_ratio)
         if self.frozen is not None:
             self.frozen.mask_gradients()
 

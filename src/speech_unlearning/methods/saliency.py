@@ -48,10 +48,10 @@ def top_fraction_mask(gradients: dict[str, torch.Tensor], ratio: float) -> dict[
 def salient_weights(ctx: UnlearnContext, batch_size: int, ratio: float) -> "FrozenCoordinates":
     """Every trainable weight outside the top `ratio` by forget-gradient saliency, held fixed;
     parameters that get no gradient are held fixed whole."""
-    return all_but_top(ctx, forget_gradients(ctx, batch_size), ratio)
+    return freeze_all_but_top(ctx, forget_gradients(ctx, batch_size), ratio)
 
 
-def all_but_top(ctx: UnlearnContext, gradients: dict[str, torch.Tensor], ratio: float) -> "FrozenCoordinates":
+def freeze_all_but_top(ctx: UnlearnContext, gradients: dict[str, torch.Tensor], ratio: float) -> "FrozenCoordinates":
     """Every trainable weight outside the top `ratio` by |gradient|, held fixed at its current
     value; parameters absent from `gradients` are held fixed whole."""
     salient = top_fraction_mask(gradients, ratio)
