@@ -73,7 +73,7 @@ from ..training.loop import evaluation_mode, per_sample_loss, predict_logits
 from .base import AdamWMethodConfig, Batch, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
 from .saliency import FrozenCoordinates, freeze_all_but_top, salient_weights
-from .streams import paired_pass, random_positions, retain_sample_pass
+from .streams import paired_pass, random_retain_subset, retain_sample_pass
 
 # A dropped class's teacher logit: finite, so 0·log 0 terms stay 0 rather than NaN, and far
 # enough below any real logit that its softmax probability is exactly 0 in float32.
@@ -211,7 +211,7 @@ class Calibrated(Method):
         with these (their embeddings cached), so Dr costs one pass of embedding, not all of Dr."""
         cfg = ctx.config
         rows_per_pass = math.ceil(len(ctx.forget) / cfg.forget_batch_size) * cfg.batch_size
-        return ctx.retain.subset(np.sort(random_positions(ctx, ctx.retain, rows_per_pass)))
+        return random_retain_subset(ctx, rows_per_pass)
 
     def before_step(self, ctx: UnlearnContext) -> None:
         """Frozen weights (retained classes' head rows, or non-salient weights) get no gradient."""

@@ -44,6 +44,12 @@ def random_positions(ctx: UnlearnContext, data: ArrayData, count: int) -> np.nda
     return torch.randperm(len(data), generator=ctx.generator)[:count].numpy()
 
 
+def random_retain_subset(ctx: UnlearnContext, count: int) -> ArrayData:
+    """`count` distinct Dr rows (all of Dr if it is smaller), drawn with the call's generator,
+    in corpus order."""
+    return ctx.retain.subset(np.sort(random_positions(ctx, ctx.retain, count)))
+
+
 def forget_pass(ctx: UnlearnContext, batch_size: int, loss: LossFunction, name: str = "forget") -> Phase:
     """One shuffled pass over Df."""
     return Phase(name, lambda c: _batches(c, c.forget, batch_size, True), _count(len(ctx.forget), batch_size), loss)
@@ -64,8 +70,7 @@ def retain_sample_pass(
     phases before it see the same shuffles as they would without it."""
 
     def source(c: UnlearnContext) -> Iterator[Batch]:
-        rows = c.retain.subset(np.sort(random_positions(c, c.retain, num_batches * batch_size)))
-        return _batches(c, rows, batch_size, False)
+        return _batches(c, random_retain_subset(c, num_batches * batch_size), batch_size, False)
 
     return Phase(name, source, min(num_batches, _count(len(ctx.retain), batch_size)), loss)
 
