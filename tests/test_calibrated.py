@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from speech_unlearning.config import ConfigError
+from speech_unlearning.data.features import warp_vocal_tract
 from speech_unlearning.methods import unlearn
 from speech_unlearning.methods.losses import softened_kl
 from speech_unlearning.models.registry import create_model
@@ -212,6 +213,25 @@ def test_it_stops_once_the_forget_set_already_looks_unseen(memoriser):
     assert [row["epoch"] for row in checks] == [0, 1, 2] and all(row["pull_nats"] > 0.2 * median for row in checks)
 
 
+def test_a_warped_reference_makes_even_heldout_recordings_a_forget_set_to_pull(memoriser):
+    """With heldout_warp, the target is the original's losses on warped voices, which are higher
+    than on the recordings as they are: held-out items, which sit at their own quantiles, are
+    pulled up towards it instead of being left alone."""
+    heldout = memoriser.heldout
+    result = memoriser.unlearn(heldout, epochs=3, heldout_warp=0.3)
+    warped = np.concatenate([warp_vocal_tract(memoriser.features[heldout[0::2]], 1.3),
+                             warp_vocal_tract(memoriser.features[heldout[1::2]], 0.7)])
+    with evaluation_mode(memoriser.model):
+        logits = memoriser.model(torch.from_numpy(warped))
+    labels = np.concatenate([memoriser.labels[heldout[0::2]], memoriser.labels[heldout[1::2]]])
+    expected = per_sample_loss(logits, torch.from_numpy(labels).long()).median().item()
+    plain_median = memoriser.losses(memoriser.model, heldout).median().item()
+    assert result.log[0]["heldout_median_nats"] == pytest.approx(expected, rel=1e-5)
+    assert expected > 1.5 * plain_median
+    assert [row for row in result.log if row["phase"] == "paired"]
+    assert memoriser.losses(result.model, heldout).median().item() > plain_median
+
+
 def test_the_embedding_cache_embeds_each_recording_once(memoriser):
     from speech_unlearning.methods.base import Batch
     from speech_unlearning.methods.calibrated import EmbeddingCache
@@ -244,7 +264,8 @@ def test_the_embedding_cache_embeds_each_recording_once(memoriser):
 @pytest.mark.parametrize(
     "name, value",
     [("pull_tolerance", -0.1), ("huber_beta", 0.0), ("head_lr", -1.0), ("head_rows", "some"), ("head_passes", 0),
-     ("saliency_ratio", 0.0), ("saliency_ratio", 1.5), ("saliency_from", "test"), ("repair_share", -0.5)],
+     ("saliency_ratio", 0.0), ("saliency_ratio", 1.5), ("saliency_from", "test"), ("repair_share", -0.5),
+     ("heldout_warp", -0.1), ("heldout_warp", 1.0)],
 )
 def test_bad_settings_are_named(memoriser, name, value):
     with pytest.raises(ConfigError, match=name):

@@ -16,7 +16,9 @@ from speech_unlearning.data.features import (
     FeatureSpec,
     cache_entry,
     feature_spec_for,
+    featurise,
     load_features,
+    warp_vocal_tract,
 )
 
 RATE = 16_000
@@ -217,3 +219,38 @@ def test_fsdd_log_mel_features(fsdd_kws, cache_dir):
     assert np.isfinite(features[::50]).all()
     # The recordings differ, so rows must differ too (guards against a broadcast or reuse bug).
     assert not np.allclose(features[0], features[1])
+
+
+# --- vocal-tract warping (calibrated's unseen-voice reference) --------------------------------
+
+def tone(hz: float, seconds: float = 1.0) -> np.ndarray:
+    return np.sin(2 * np.pi * hz * np.arange(int(RATE * seconds)) / RATE).astype(np.float32)[None]
+
+
+def test_warping_a_log_mel_moves_a_tone_to_the_warped_frequency():
+    """A 1 kHz tone warped by 1.25 peaks in the bin where a 1.25 kHz tone peaks; 0.8 undoes it."""
+    spec = FeatureSpec()
+
+    def peak(feats: np.ndarray) -> int:  # the loudest mel bin
+        return int(feats[0].mean(axis=1).argmax())
+
+    low, high = featurise(tone(1000), spec), featurise(tone(1250), spec)
+    assert peak(low) != peak(high)
+    assert peak(warp_vocal_tract(low, 1.25)) == peak(high)
+    assert peak(warp_vocal_tract(high, 0.8)) == peak(low)
+    np.testing.assert_allclose(warp_vocal_tract(low, 1.0), low, atol=1e-5)
+
+
+def test_warping_a_waveform_scales_its_frequencies_and_keeps_its_length():
+    warped = warp_vocal_tract(tone(500), 1.2)
+    assert warped.shape == (1, RATE)
+    spectrum = np.abs(np.fft.rfft(warped[0]))
+    assert np.fft.rfftfreq(RATE, 1 / RATE)[spectrum.argmax()] == pytest.approx(600, abs=2)
+    assert not warped[0, int(RATE / 1.2) + 1:].any()  # the sped-up clip ends early, padded with silence
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0])
+def test_a_bad_warp_factor_is_named(factor):
+    with pytest.raises(ConfigError, match="factor"):
+        warp_vocal_tract(np.zeros((1, 40, 10), np.float32), factor)
+

@@ -142,6 +142,52 @@ def featurise(waveforms: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return log_mel(waveforms, spec) if spec.kind == "logmel" else waveforms
 
 
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel of a frequency in Hz (the scale of `mel_filterbank`)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def warp_vocal_tract(features: np.ndarray, factor: float, sample_rate: int = 16_000) -> np.ndarray:
+    """Model inputs of the same recordings as if spoken through a vocal tract `factor` times shorter.
+
+    A speaker's formants scale with the inverse of their vocal-tract length, so scaling the
+    frequency axis by `factor` (> 1: higher formants) turns a voice into one no training
+    recording has, while the words stay the same: vocal-tract-length perturbation (Jaitly and
+    Hinton, 2013). Log-mel inputs (N, n_mels, frames) are resampled along the mel axis, with
+    `mel_filterbank`'s 0 Hz to Nyquist HTK scale; each bin takes the value at its centre
+    frequency divided by `factor`, clamped to the band. Waveforms (N, samples) are resampled in
+    time by `factor`, which scales every frequency alike (speed perturbation) and shortens the
+    clip, padded with zeros to its length.
+    """
+    require(factor > 0, "factor", f"must be positive, got {factor}")
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim == 2:
+        return _resampled_in_time(features, factor)
+    require(features.ndim == 3, "features", f"expected (N, n_mels, frames) or (N, samples), got {features.shape}")
+    n_mels = features.shape[1]
+    centres = np.linspace(0.0, hz_to_mel(sample_rate / 2), n_mels + 2)[1:-1]
+    source = hz_to_mel(np.clip(mel_to_hz(centres) / factor, 0.0, sample_rate / 2))
+    position = np.interp(source, centres, np.arange(n_mels))  # fractional bin each bin reads from
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, n_mels - 1)
+    weight = (position - below).astype(np.float32)[None, :, None]
+    return features[:, below] * (1 - weight) + features[:, above] * weight
+
+
+def _resampled_in_time(waveforms: np.ndarray, factor: float) -> np.ndarray:
+    length = waveforms.shape[1]
+    source_times = np.arange(length) * factor  # output sample t plays input sample t * factor
+    inside = source_times <= length - 1
+    warped = np.zeros_like(waveforms)
+    for row, waveform in enumerate(waveforms):
+        warped[row, inside] = np.interp(source_times[inside], np.arange(length), waveform)
+    return warped
+
+
 # --- the on-disk cache ------------------------------------------------------------------------
 
 FEATURES_FILE = "features.npy"
