@@ -282,7 +282,8 @@ class Calibrated(Method):
         shorter = ctx.validation.subset(np.arange(0, len(ctx.validation), 2))
         longer = ctx.validation.subset(np.arange(1, len(ctx.validation), 2))
         voices = [warped_view(shorter, 1 + warp), warped_view(longer, 1 - warp)]
-        return torch.sort(torch.cat([sorted_losses(ctx.original, voice, ctx.device) for voice in voices])).values
+        losses = [sorted_losses(ctx.original, voice, ctx.device) for voice in voices if len(voice)]
+        return torch.sort(torch.cat(losses)).values
 
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         cfg = ctx.config
