@@ -148,6 +148,7 @@ def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
 
 
 def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    """The frequency in Hz of an HTK mel value (the inverse of `hz_to_mel`)."""
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 

@@ -60,8 +60,9 @@ A third, `heldout_warp`, is for speaker requests whose validation speakers all a
 voice it never heard, so the Original's Df already sits at its quantiles and nothing is pulled.
 With it, the target is the Original's losses on the validation recordings with their vocal tract
 warped (`data.features.warp_vocal_tract`), voices no training recording has. On FSDD keyword
-speaker requests it halves the gap to Retrain, but the pull then costs 5-9 % of a retraining and
-3 points of Dr, so it is off (docs/BENCHMARKS.md, "An unseen-voice reference for speaker requests").
+speaker requests it halves the gap to Retrain, but the pull then takes 6-9 % of a retraining's time
+and costs 4 points of Dr and 6 of the other speakers' test accuracy, so it is off
+(docs/BENCHMARKS.md, "An unseen-voice reference for speaker requests").
 """
 
 from __future__ import annotations
@@ -277,8 +278,8 @@ class Calibrated(Method):
         warp = ctx.config.heldout_warp
         if warp == 0:
             return sorted_losses(ctx.original, ctx.validation, ctx.device)
-        # Every other recording is lengthened, the rest shortened: one pass over the split, and a
-        # target that does not favour either direction.
+        # Every other recording gets a shorter vocal tract (1 + w), the rest a longer one (1 - w):
+        # one pass over the split, and a target that favours neither direction.
         shorter = ctx.validation.subset(np.arange(0, len(ctx.validation), 2))
         longer = ctx.validation.subset(np.arange(1, len(ctx.validation), 2))
         voices = [warped_view(shorter, 1 + warp), warped_view(longer, 1 - warp)]
