@@ -254,3 +254,8 @@ def test_a_bad_warp_factor_is_named(factor):
     with pytest.raises(ConfigError, match="factor"):
         warp_vocal_tract(np.zeros((1, 40, 10), np.float32), factor)
 
+
+def test_warping_inputs_of_an_unknown_shape_is_refused_by_name():
+    with pytest.raises(ConfigError, match="features.*got \\(1, 2, 40, 10\\)"):
+        warp_vocal_tract(np.zeros((1, 2, 40, 10), np.float32), 1.1)
+

@@ -20,7 +20,7 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers.audio_utils import mel_filter_bank
+from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 
 from .. import __version__
 from ..config import require
@@ -142,16 +142,6 @@ def featurise(waveforms: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return log_mel(waveforms, spec) if spec.kind == "logmel" else waveforms
 
 
-def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    """HTK mel of a frequency in Hz (the scale of `mel_filterbank`)."""
-    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
-
-def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
-    """The frequency in Hz of an HTK mel value (the inverse of `hz_to_mel`)."""
-    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
-
-
 def warp_vocal_tract(features: np.ndarray, factor: float, sample_rate: int = 16_000) -> np.ndarray:
     """Model inputs of the same recordings as if spoken through a vocal tract `factor` times shorter.
 
@@ -170,13 +160,10 @@ def warp_vocal_tract(features: np.ndarray, factor: float, sample_rate: int = 16_
         return _resampled_in_time(features, factor)
     require(features.ndim == 3, "features", f"expected (N, n_mels, frames) or (N, samples), got {features.shape}")
     n_mels = features.shape[1]
-    centres = np.linspace(0.0, hz_to_mel(sample_rate / 2), n_mels + 2)[1:-1]
-    source = hz_to_mel(np.clip(mel_to_hz(centres) / factor, 0.0, sample_rate / 2))
+    centres = np.linspace(0.0, hertz_to_mel(sample_rate / 2, MEL_SCALE), n_mels + 2)[1:-1]
+    source = hertz_to_mel(np.clip(mel_to_hertz(centres, MEL_SCALE) / factor, 0.0, sample_rate / 2), MEL_SCALE)
     position = np.interp(source, centres, np.arange(n_mels))  # fractional bin each bin reads from
-    below = np.floor(position).astype(np.int64)
-    above = np.minimum(below + 1, n_mels - 1)
-    weight = (position - below).astype(np.float32)[None, :, None]
-    return features[:, below] * (1 - weight) + features[:, above] * weight
+    return _read_between(features, position)
 
 
 def _resampled_in_time(waveforms: np.ndarray, factor: float) -> np.ndarray:
@@ -184,9 +171,16 @@ def _resampled_in_time(waveforms: np.ndarray, factor: float) -> np.ndarray:
     source_times = np.arange(length) * factor  # output sample t plays input sample t * factor
     inside = source_times <= length - 1
     warped = np.zeros_like(waveforms)
-    for row, waveform in enumerate(waveforms):
-        warped[row, inside] = np.interp(source_times[inside], np.arange(length), waveform)
+    warped[:, inside] = _read_between(waveforms, source_times[inside])
     return warped
+
+
+def _read_between(array: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """`array` (N, L, ...) read along axis 1 at fractional `positions` in [0, L - 1], linearly."""
+    below = np.floor(positions).astype(np.int64)
+    above = np.minimum(below + 1, array.shape[1] - 1)
+    weight = (positions - below).astype(np.float32).reshape(1, -1, *[1] * (array.ndim - 2))
+    return array[:, below] * (1 - weight) + array[:, above] * weight
 
 
 # --- the on-disk cache ------------------------------------------------------------------------
