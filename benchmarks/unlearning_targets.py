@@ -6,7 +6,8 @@ compare with Retrain's). Prints Markdown.
 
     .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [RUN_DIR ...] [--method calibrated]
 
-Several run folders are pooled, e.g. a preset's grid and a grid of extra seeds run with
+A method run with `method_overrides` is its own row, named with them ("calibrated
+[heldout_warp=0.2]"; pass that name to `--method` to check it). Several run folders are pooled, e.g. a preset's grid and a grid of extra seeds run with
 `--set seeds=...` (their cells must differ in seed or split, as such grids do).
 
 A setting is (task, scenario); every number is a mean ± std over the grid's runs (seeds, ratios),
@@ -39,6 +40,7 @@ import numpy as np
 
 from grid_cells import finished_grid, mean_std
 from speech_unlearning.evaluation import gap_of_means
+from speech_unlearning.experiments.report import evaluation_variants, variant_label
 from speech_unlearning.experiments.store import ResultStore
 from speech_unlearning.io import read_json
 
@@ -69,9 +71,10 @@ def collect(run_dir: Path) -> dict:
     """setting -> method -> list of per-run rows (gap, time ratio, class accuracies, relearn)."""
     store = finished_grid(run_dir)
     evaluations = store.records(stage="evaluate", status="done")
+    variants = evaluation_variants(store)  # a method run with overrides is its own row
     by_cell = defaultdict(dict)
     for record in evaluations:
-        by_cell[cell_of(record)][record.config["method"]] = record
+        by_cell[cell_of(record)][variant_label(*variants[record.key])] = record
     rows: dict = defaultdict(lambda: defaultdict(list))
     for cell, methods in by_cell.items():
         original, retrain = methods.get("original"), methods.get("retrain")

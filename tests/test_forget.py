@@ -454,19 +454,40 @@ def test_shipped_choice_table_covers_every_scenario_with_a_registered_method():
             split_method_name(entry["method"])  # raises for an unknown name
 
 
-def _fake_benchmark(run_dir: Path, rows: list[tuple[str, str, str, float, float]]) -> None:
-    """Finished evaluations (task, scenario, method, avg gap, time ratio) in a results database."""
+def _fake_benchmark(run_dir: Path, rows: list[tuple]) -> None:
+    """Finished evaluations (task, scenario, method, avg gap, time ratio[, the unlearning run's
+    method overrides]) in a results database."""
     from speech_unlearning.experiments.plan import Run
     from speech_unlearning.experiments.store import ResultStore
 
     with ResultStore.in_folder(run_dir) as store:
         store.set_meta("config", {"name": "unit"})
-        for seed, (task, scenario, method, gap, ratio) in enumerate(rows):
+        for seed, (task, scenario, method, gap, ratio, *overrides) in enumerate(rows):
             config = {"task": task, "model": "kws-resnet", "corpus": "fsdd", "seed": seed, "method": method,
                       "split": {"scenario": scenario, "count": 1, "role": "test"}}  # fmt: skip
-            run = Run("evaluate", config)
+            unlearn = Run("unlearn", {**config, "hyper": {"overrides": overrides[0] if overrides else {}}})
+            store.ensure([unlearn])
+            run = Run("evaluate", {**config, "subject": unlearn.key})
             store.ensure([run])
             store.mark_done(run, {"avg_gap_pp": gap, "metrics": {"time": {"ratio": ratio}}}, {}, 1.0)
+
+
+def test_auto_from_keeps_two_configurations_of_a_method_apart_and_runs_the_better_one(
+    tmp_path, fsdd_original, cache_dir
+):
+    _fake_benchmark(tmp_path / "runs", [
+        ("kws", "speaker", "scrub", 9.0, 0.5), ("kws", "speaker", "scrub", 2.0, 0.5, {"lr": 1e-4}),
+        ("kws", "speaker", "neggrad+", 6.0, 0.8),
+    ])  # fmt: skip
+    speaker = choice_table_from_runs(tmp_path / "runs")["choices"]["kws"]["speaker"]
+    # Pooled, scrub would score 5.5; apart, its default scores 9 and the lr 1e-4 run 2.
+    assert speaker["method"] == "scrub" and speaker["overrides"] == {"lr": 1e-4} and speaker["avg_gap_pp"] == 2.0
+    assert speaker["candidates"]["scrub"]["avg_gap_pp"] == 9.0
+    original, _, _ = fsdd_original
+    extra = ["--method", "auto", "--auto-from", str(tmp_path / "runs"), "--dry-run"]
+    status, stdout, stderr = forget(original, tmp_path / "out", cache_dir, "--speaker", "jackson", extra=extra)
+    assert status == 0, stderr
+    assert "method: scrub with {'lr': 0.0001}" in stdout
 
 
 def test_auto_from_a_folder_without_results_names_the_option_and_the_folder(tmp_path):

@@ -187,3 +187,23 @@ def test_report_command_writes_the_files(run_dir, capsys):
 def test_report_of_a_folder_without_database_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no results database" in capsys.readouterr().err
+
+
+def test_two_configurations_of_one_method_get_rows_of_their_own(tmp_path):
+    with ResultStore.in_folder(tmp_path) as store:
+        for seed in (0, 1):
+            split = sample(0.05, seed)
+            add(store, "retrain", seed, split, metrics(0.8))
+            for overrides, df in (({}, 0.99), ({"lr": 1e-3, "epochs": 2}, 0.8)):
+                unlearn = Run("unlearn", {"stage": "unlearn", "seed": seed, "split": split, "method": "scrub",
+                                          "hyper": {"overrides": overrides}})
+                store.ensure([unlearn])
+                run = Run("evaluate", {"stage": "evaluate", "task": "kws", "corpus": "embedded", "model": "kws-resnet",
+                                       "seed": seed, "split": split, "method": "scrub", "subject": unlearn.key})
+                store.ensure([run])
+                store.mark_done(run, metrics(df), {}, 1.0)
+        (table,) = aggregate(collect_rows(store))
+    rows = {row.method: row for row in table.rows}
+    assert set(rows) == {"retrain", "scrub", "scrub [epochs=2, lr=0.001]"}
+    assert rows["scrub"].runs == 2 and rows["scrub"].cells["df"].mean == pytest.approx(99.0)
+    assert rows["scrub [epochs=2, lr=0.001]"].cells["gap_of_means"].mean == pytest.approx(0.0)

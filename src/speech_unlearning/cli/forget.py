@@ -289,7 +289,7 @@ def prepare(args: argparse.Namespace, plan: ForgetPlan) -> Inputs:
     resolution = resolve_request(corpus, plan.request, earlier_ids, ignore_unknown=args.ignore_unknown)
     model_name = (metadata.get("model") or {}).get("name")
     choice = choose_method(args.method, corpus.task, resolution.kinds, auto_from=args.auto_from, model=model_name)
-    check_method(choice.method, plan.overrides)
+    check_method(choice.method, choice.overrides(plan.overrides))
     return Inputs(model, metadata, corpus, spec, earlier, resolution, choice)
 
 
@@ -316,7 +316,8 @@ def print_resolution(inputs: Inputs) -> None:
     for request in inputs.earlier:
         print(f"  earlier request {request.request_id}: {len(request.forget_ids)} item(s) stay forgotten")
     where = f"{choice.source}, scenario {choice.scenario}" if choice.source != "user" else "given"
-    print(f"method: {choice.method} ({where})")
+    settings = choice.detail.get("overrides")
+    print(f"method: {choice.method}" + (f" with {settings}" if settings else "") + f" ({where})")
 
 
 def print_verification(verification) -> None:
@@ -422,7 +423,8 @@ def run_method(args, plan: ForgetPlan, inputs: Inputs, model, features, retain, 
     corpus = inputs.corpus
     return unlearn(
         inputs.choice.method, model, ArrayData(features, corpus.labels, inputs.resolution.forget_positions(corpus)),
-        ArrayData(features, corpus.labels, retain), overrides=plan.overrides, budget_seconds=budget, seed=args.seed,
+        ArrayData(features, corpus.labels, retain), overrides=inputs.choice.overrides(plan.overrides),
+        budget_seconds=budget, seed=args.seed,
         validation=ArrayData(features, corpus.labels, corpus.indices("validation")),
         train_config=train_config_of(inputs.metadata), progress=not args.no_progress,
     )  # fmt: skip

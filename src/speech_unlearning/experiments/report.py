@@ -8,6 +8,8 @@ sample standard deviation (ddof = 1) over all finished evaluations of that row, 
 forget ratios and backbones, as the paper averages; a cell from a single run shows no ±. The last
 column, the Avg. Gap of the means, compares the row's averaged metrics with Retrain's averages
 over the same runs (SalUn's convention; see evaluation/gap.py for how the two gaps differ).
+A method run with `method_overrides` gets its own row, named with them ("calibrated
+[heldout_warp=0.2]"): a folder re-run with new overrides keeps both configurations apart.
 
 Files written to RUN_DIR/report/: report.md, results.csv (the aggregated tables), runs.csv (one
 line per evaluation), report.html (inline CSS, plots embedded as base64 PNG) and plots/*.png.
@@ -148,16 +150,33 @@ def _lookup(metrics: Mapping[str, Any], path: Sequence[str]) -> float | None:
     return None if value is None else float(value)
 
 
-def eval_row(record: RunRecord, retrain_match: str = "epochs") -> EvalRow:
-    """Flatten one "evaluate" record. Retrain's time is its training time (ratio 1 by definition)."""
+def variant_label(method: str, overrides: Mapping[str, Any] | None) -> str:
+    """The method's name, with its overrides when it ran with any: "calibrated [heldout_warp=0.2]"."""
+    if not overrides:
+        return method
+    return f"{method} [{', '.join(f'{key}={value}' for key, value in sorted(overrides.items()))}]"
+
+
+def evaluation_variants(store: ResultStore) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Evaluation key -> (method, the overrides its unlearning run used; {} for defaults, tuned
+    runs and the references), so that two configurations of one method are never pooled."""
+    overrides = {record.key: dict((record.config.get("hyper") or {}).get("overrides") or {})
+                 for record in store.records(stage="unlearn")}
+    return {record.key: (record.config["method"], overrides.get(record.config.get("subject"), {}))
+            for record in store.records(stage="evaluate")}
+
+
+def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mapping[str, Any] | None = None) -> EvalRow:
+    """Flatten one "evaluate" record, its method named with `overrides` (`variant_label`).
+    Retrain's time is its training time (ratio 1 by definition)."""
     config, metrics = record.config, record.metrics or {}
     split = config["split"]
     values = {column.key: _lookup(metrics, column.path) for column in COLUMNS}
     values = {key: (None if v is None else v * COLUMN_BY_KEY[key].scale) for key, v in values.items()}
     return EvalRow(
         task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
-        scenario=split["scenario"], ratio=split.get("ratio"), method=config["method"], values=values,
-        split=describe_split(split), metrics=metrics.get("metrics") or {}, retrain_match=retrain_match,
+        scenario=split["scenario"], ratio=split.get("ratio"), method=variant_label(config["method"], overrides),
+        values=values, split=describe_split(split), metrics=metrics.get("metrics") or {}, retrain_match=retrain_match,
     )
 
 
@@ -165,7 +184,8 @@ def collect_rows(store: ResultStore) -> list[EvalRow]:
     """Every finished evaluation of the test splits in the database."""
     matches = {record.key: record.config.get("train", {}).get("match", "epochs")
                for record in store.records(stage="retrain")}
-    return [eval_row(record, matches.get(record.config.get("retrain"), "epochs"))
+    variants = evaluation_variants(store)
+    return [eval_row(record, matches.get(record.config.get("retrain"), "epochs"), variants[record.key][1])
             for record in store.records(stage="evaluate", status="done")
             if record.config.get("split", {}).get("role", "test") == "test"]
 

@@ -506,6 +506,10 @@ class MethodChoice:
     avg_gap_pp: float | None = None
     detail: dict = field(default_factory=dict)
 
+    def overrides(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings to run with: those the benchmarked configuration used, then `given` (--set) on top."""
+        return {**self.detail.get("overrides", {}), **given}
+
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "source": self.source, "task": self.task, "scenario": self.scenario,
                 "avg_gap_pp": self.avg_gap_pp, "detail": self.detail}
@@ -544,6 +548,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(one row per finished test-split evaluation of an unlearning method, the grid's config)."""
+    from .report import evaluation_variants, variant_label
     from .store import ResultStore
 
     try:
@@ -552,6 +557,7 @@ def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]
         raise FileNotFoundError(f"--auto-from: {error}") from None
     with store:
         records = store.records(stage="evaluate", status="done")
+        variants = evaluation_variants(store)
         grid = store.get_meta("config", {}) or {}
     rows = []
     for record in records:
@@ -559,8 +565,10 @@ def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]
         split = config.get("split") or {}
         if split.get("role", "test") != "test" or config.get("method") in REFERENCE_METHODS:
             continue
+        method, overrides = variants[record.key]
         rows.append({
-            "task": config.get("task"), "scenario": split.get("scenario"), "method": config.get("method"),
+            "task": config.get("task"), "scenario": split.get("scenario"), "method": method, "overrides": overrides,
+            "variant": variant_label(method, overrides),
             "model": config.get("model"), "corpus": config.get("corpus"), "avg_gap_pp": metrics.get("avg_gap_pp"),
             "time_ratio": ((metrics.get("metrics") or {}).get("time") or {}).get("ratio"),
         })  # fmt: skip
@@ -568,22 +576,27 @@ def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]
 
 
 def _rank(rows: Sequence[Mapping[str, Any]], max_time_ratio: float) -> dict[str, Any] | None:
-    """Per method: mean Avg. Gap and time ratio; the best method within the time limit."""
+    """Per method configuration (`variant`): mean Avg. Gap and time ratio; the best within the time
+    limit, with the overrides it ran with when it had any."""
     candidates = {}
-    for method in sorted({row["method"] for row in rows}):
-        mine = [row for row in rows if row["method"] == method]
+    for variant in sorted({row["variant"] for row in rows}):
+        mine = [row for row in rows if row["variant"] == variant]
         gap, ratio = _mean(r["avg_gap_pp"] for r in mine), _mean(r["time_ratio"] for r in mine)
-        candidates[method] = {
+        candidates[variant] = {
             "avg_gap_pp": gap, "time_ratio": ratio, "runs": len(mine),
             "within_time_limit": ratio is None or ratio <= max_time_ratio,
         }  # fmt: skip
-    eligible = [(c["avg_gap_pp"], c["time_ratio"] or 0.0, m) for m, c in candidates.items()
+    eligible = [(c["avg_gap_pp"], c["time_ratio"] or 0.0, v) for v, c in candidates.items()
                 if c["within_time_limit"] and c["avg_gap_pp"] is not None]
     if not eligible:
         return None
     gap, _, best = min(eligible)
-    return {"method": best, "avg_gap_pp": gap, "time_ratio": candidates[best]["time_ratio"],
-            "runs": candidates[best]["runs"], "candidates": candidates}
+    chosen = next(row for row in rows if row["variant"] == best)
+    entry = {"method": chosen["method"], "avg_gap_pp": gap, "time_ratio": candidates[best]["time_ratio"],
+             "runs": candidates[best]["runs"], "candidates": candidates}
+    if chosen["overrides"]:
+        entry["overrides"] = chosen["overrides"]
+    return entry
 
 
 def choice_table_from_runs(
