@@ -20,7 +20,9 @@ The targets checked for `--method` (default: calibrated):
 - relearning attack: forget accuracy after 5 relearning steps no higher than the Retrain's.
 Where a setting has runs of at least 5 seeds, both Avg. Gaps of `--method` also get a 95 %
 bootstrap interval, and the verdict says whether the interval lies above or below 1.5 pp or
-straddles it: a straddling interval means the grid cannot tell whether the target is met. Seeds
+straddles it: a straddling interval means the grid cannot tell whether the target is met, and
+the verdict says about how many seeds would tell, if the estimate and the seeds' spread held (the
+bound facing the target narrows as 1/sqrt(seeds)). Seeds
 are resampled with replacement, each with all its runs (each run with its own Retrain): runs of
 one seed share their Original and move together, so resampling them one by one would make the
 interval too narrow. The interval covers how the seeds vary around their Retrains, not how much a
@@ -31,6 +33,7 @@ Exits 0 whatever the outcome: this reports, it does not gate.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -148,20 +151,37 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
-def gap_check(name: str, value: float, interval: tuple[float, float] | None) -> str:
-    """"NAME 1.57 pp > 1.5", with the interval and where it lies against the target when known."""
+def seeds_to_settle(value: float, interval: tuple[float, float], seeds: int) -> int | None:
+    """About how many seeds would put the interval wholly on `value`'s side of the target, if the
+    estimate and the seeds' spread held: the bound facing the target shrinks as 1/sqrt(seeds).
+    None when the estimate sits on the target (no number of seeds settles it)."""
+    distance = abs(value - GAP_TARGET_PP)
+    if distance < 1e-9:
+        return None
+    reach = interval[1] - value if value <= GAP_TARGET_PP else value - interval[0]  # bound facing the target
+    return max(seeds, math.ceil(seeds * (reach / distance) ** 2))
+
+
+def gap_check(name: str, value: float, interval: tuple[float, float] | None, seeds: int = 0) -> str:
+    """"NAME 1.57 pp > 1.5", with the interval and where it lies against the target when known;
+    for a straddling interval of `seeds` seeds, about how many would settle it."""
     text = f"{name} {value:.2f} pp {'<=' if value <= GAP_TARGET_PP else '>'} {GAP_TARGET_PP}"
     if interval is None:
         return text
     low, high = interval
     where = "above" if low > GAP_TARGET_PP else "below" if high <= GAP_TARGET_PP else "straddles"
-    return f"{text} (95 % interval {low:.2f}-{high:.2f}, {where} the target)"
+    text = f"{text} (95 % interval {low:.2f}-{high:.2f}, {where} the target"
+    if where != "straddles":
+        return text + ")"
+    needed = seeds_to_settle(value, interval, seeds)
+    return text + (f"; about {needed} seeds would settle it)" if needed else "; no number of seeds settles it)")
 
 
 def verdict(data: list[dict], scenario: str, method: str) -> str:
     time = statistics.mean(values(data, "time") or [float("nan")])
-    checks = [gap_check("Avg. Gap", mean_gap(data), bootstrap_interval(data, mean_gap)),
-              gap_check("gap of the means", pooled_gap(data), bootstrap_interval(data, pooled_gap)),
+    seeds = len({row["seed"] for row in data})
+    checks = [gap_check("Avg. Gap", mean_gap(data), bootstrap_interval(data, mean_gap), seeds),
+              gap_check("gap of the means", pooled_gap(data), bootstrap_interval(data, pooled_gap), seeds),
               f"time {100 * time:.1f} % of Retrain {'<=' if time <= TIME_TARGET else '>'} {100 * TIME_TARGET:.0f} %"]
     if scenario == "class":
         forgotten, chance = statistics.mean(values(data, "forgotten")), data[0]["chance"]

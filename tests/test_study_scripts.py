@@ -90,7 +90,19 @@ def test_the_verdict_says_where_the_interval_lies_against_the_target(targets_scr
     if where is None:
         assert "interval" not in text
     else:
-        assert text.endswith(f"{where} the target)")
+        assert f"{where} the target" in text and text.endswith(")")
+
+
+def test_a_straddling_verdict_says_how_many_seeds_would_settle_it(targets_script):
+    # 1.2 pp on 5 seeds, its upper bound 0.6 above the estimate and the target 0.3 above it: the
+    # bound must come 2x closer, which takes 4x the seeds.
+    assert targets_script.seeds_to_settle(1.2, (0.8, 1.8), 5) == 20
+    assert "about 20 seeds would settle it)" in targets_script.gap_check("gap", 1.2, (0.8, 1.8), 5)
+    # Above the target, the lower bound is the one to move.
+    assert targets_script.seeds_to_settle(2.0, (1.0, 2.1), 5) == 20
+    # An estimate on the target is never settled; a settled interval gets no count.
+    assert "no number of seeds" in targets_script.gap_check("gap", 1.5, (1.0, 2.0), 5)
+    assert "seeds" not in targets_script.gap_check("gap", 2.0, (1.6, 2.4), 5)
 
 
 def test_the_targets_experiment_runs_with_one_command(tmp_path, cache_dir, embedded_kws, fsdd_kws, fsdd_root):
