@@ -7,12 +7,14 @@ compare with Retrain's). Prints Markdown.
     .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [RUN_DIR ...] [--method calibrated]
 
 A method run with `method_overrides` is its own row, named with them ("calibrated
-[heldout_warp=0.2]"; pass that name to `--method` to check it). Several run folders are pooled, e.g. a preset's grid and a grid of extra seeds run with
-`--set seeds=...` (their cells must differ in seed or split, as such grids do).
+[heldout_warp=0.2]"; pass that name to `--method` to check it). Several run folders are pooled,
+e.g. a preset's grid and a grid of extra seeds run with `--set seeds=...` (their cells must
+differ in seed or split, as such grids do).
 
-A setting is (task, scenario); every number is a mean ± std over the grid's runs (seeds, ratios),
-except the gap of the means: Avg. Gap between the method's metrics averaged over the runs and
-Retrain's averaged over the same runs (SalUn's convention; the per-run mean is the stricter one).
+A setting is (task, scenario), kept apart for each kind of Retrain (`retrain_match`); every
+number is a mean ± std over the grid's runs (seeds, ratios), except the gap of the means: Avg.
+Gap between the method's metrics averaged over the runs and Retrain's averaged over the same
+runs (SalUn's convention; the per-run mean is the stricter one).
 The targets checked for `--method` (default: calibrated):
 - Avg. Gap to Retrain <= 1.5 pp (both poolings are reported), at <= 5 % of Retrain's wall time;
 - class unlearning: forgotten-class test accuracy <= chance + 2 pp, remaining classes' test
@@ -60,9 +62,18 @@ def parse_args() -> argparse.Namespace:
 
 
 def cell_of(record) -> tuple:
-    """The (task, model, seed, split) a run belongs to: its Original and Retrain share it."""
+    """The (task, model, seed, split, Retrain) a run belongs to: its Original and Retrain share it."""
     config = record.config
-    return config["task"], config["model"], config["seed"], tuple(sorted(config["split"].items()))
+    split = tuple(sorted(config["split"].items()))
+    return config["task"], config["model"], config["seed"], split, config.get("retrain")
+
+
+def setting_of(record, store: ResultStore) -> tuple:
+    """(task, scenario, reference): the reference says "against the step-matched Retrain" for
+    runs scored against a retrain_match=steps Retrain, so a folder of both kinds is not pooled."""
+    retrain = store.get(record.config.get("retrain") or "")
+    steps = retrain is not None and retrain.config.get("train", {}).get("match") == "steps"
+    return record.config["task"], record.config["split"]["scenario"], " against the step-matched Retrain" * steps
 
 
 def class_count(run_dir: Path, store: ResultStore, original_key: str) -> int:
@@ -99,7 +110,7 @@ def collect(run_dir: Path) -> dict:
             relearn, reference = metrics.get("relearn"), retrain.metrics["metrics"].get("relearn")
             if relearn and reference:
                 row["relearn_excess"] = 100 * (relearn["at_step_5"] - reference["at_step_5"])
-            rows[cell[0], record.config["split"]["scenario"]][method].append(row)
+            rows[setting_of(record, store)][method].append(row)
     return rows
 
 
@@ -108,8 +119,8 @@ def values(rows: list[dict], key: str) -> list[float]:
 
 
 def report(rows: dict, method: str) -> None:
-    for (task, scenario), methods in sorted(rows.items()):
-        print(f"\n### {task} · {scenario} unlearning\n")
+    for (task, scenario, reference), methods in sorted(rows.items()):
+        print(f"\n### {task} · {scenario} unlearning{reference}\n")
         print("| Method | Avg. Gap (pp) | Gap of the means (pp) | Time / Retrain | Forgotten-class test acc. (%) | Remaining drop (pp) "
               "| Relearn excess at step 5 (pp) | Probe bal. acc. (%) | runs |")
         print("|---|---|---|---|---|---|---|---|---|")

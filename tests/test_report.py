@@ -207,3 +207,27 @@ def test_two_configurations_of_one_method_get_rows_of_their_own(tmp_path):
     assert set(rows) == {"retrain", "scrub", "scrub [epochs=2, lr=0.001]"}
     assert rows["scrub"].runs == 2 and rows["scrub"].cells["df"].mean == pytest.approx(99.0)
     assert rows["scrub [epochs=2, lr=0.001]"].cells["gap_of_means"].mean == pytest.approx(0.0)
+
+
+def test_a_folder_with_both_kinds_of_retrain_gets_a_table_for_each(tmp_path):
+    """Each evaluation is compared with its own Retrain: pooled, the step-matched Retrain's row
+    would overwrite the other's and half the gaps would be measured to the wrong model."""
+    with ResultStore.in_folder(tmp_path) as store:
+        split = sample(0.05, 0)
+        for match, retrain_df in (("epochs", 0.80), ("steps", 0.90)):
+            retrain = Run("retrain", {"stage": "retrain", "task": "kws", "corpus": "embedded", "model": "kws-resnet",
+                                      "seed": 0, "split": split, "train": {"epochs": 2, "match": match}})
+            store.ensure([retrain])
+            store.mark_done(retrain, {}, {}, 1.0)
+            for method, df in (("retrain", retrain_df), ("scrub", 0.85)):
+                run = Run("evaluate", {"stage": "evaluate", "task": "kws", "corpus": "embedded", "model": "kws-resnet",
+                                       "seed": 0, "split": split, "method": method, "retrain": retrain.key})
+                store.ensure([run])
+                store.mark_done(run, metrics(df), {}, 1.0)
+        tables = aggregate(collect_rows(store))
+    assert [table.title for table in tables] == [
+        "Keyword spotting (kws) on embedded", "Keyword spotting (kws) on embedded, against the step-matched Retrain"]
+    for table, retrain_df in zip(tables, (80.0, 90.0)):
+        rows = {row.method: row for row in table.rows}
+        assert rows["retrain"].runs == 1 and rows["retrain"].cells["df"].mean == pytest.approx(retrain_df)
+        assert rows["scrub"].cells["gap_of_means"].mean == pytest.approx(5.0 / 4)

@@ -131,3 +131,21 @@ def test_the_one_command_explains_itself_and_runs_nothing_on_help(tmp_path):
     assert done.returncode == 0
     assert "bash benchmarks/reproduce_targets.sh [RUNS_DIR]" in done.stdout and "set -euo" not in done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_targets_check_keeps_runs_against_a_step_matched_retrain_apart(targets_script, tmp_path):
+    from speech_unlearning.experiments.plan import Run
+    from speech_unlearning.experiments.store import ResultStore
+
+    split = {"scenario": "sample", "ratio": 0.05, "seed": 0, "role": "test"}
+    with ResultStore.in_folder(tmp_path) as store:
+        settings = []
+        for match in ("epochs", "steps"):
+            retrain = Run("retrain", {"task": "kws", "seed": 0, "split": split, "train": {"match": match}})
+            store.ensure([retrain])
+            evaluation = Run("evaluate", {"task": "kws", "model": "kws-resnet", "seed": 0, "split": split,
+                                          "method": "calibrated", "retrain": retrain.key})
+            store.ensure([evaluation])
+            settings.append(targets_script.setting_of(store.get(evaluation.key), store))
+            assert targets_script.cell_of(store.get(evaluation.key))[-1] == retrain.key
+    assert settings == [("kws", "sample", ""), ("kws", "sample", " against the step-matched Retrain")]

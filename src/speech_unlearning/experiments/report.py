@@ -85,8 +85,9 @@ class EvalRow:
 
     @property
     def cell(self) -> tuple:
-        """The runs a method's row and Retrain's row share: same backbone, seed and forget split."""
-        return self.model, self.seed, self.split
+        """The runs a method's row and Retrain's row share: same backbone, seed, forget split and
+        kind of Retrain (a folder may hold both kinds)."""
+        return self.model, self.seed, self.split, self.retrain_match
 
 
 @dataclass
@@ -134,7 +135,8 @@ class Table:
 
     @property
     def title(self) -> str:
-        return f"{TASK_TITLES.get(self.task, self.task)} ({self.task}) on {self.corpus}"
+        against = "" if self.retrain_matches == ("epochs",) else ", against the step-matched Retrain"
+        return f"{TASK_TITLES.get(self.task, self.task)} ({self.task}) on {self.corpus}{against}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,12 +200,14 @@ def _method_order(methods: Iterable[str]) -> list[str]:
 
 
 def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
-    """One Table per (task, corpus); each row pools seeds, ratios and backbones."""
-    grouped: dict[tuple[str, str], list[EvalRow]] = defaultdict(list)
+    """One Table per (task, corpus, kind of Retrain); each row pools seeds, ratios and backbones.
+    Runs scored against a step-matched Retrain get a table of their own: their gaps measure
+    distance to another model."""
+    grouped: dict[tuple[str, str, str], list[EvalRow]] = defaultdict(list)
     for row in rows:
-        grouped[(row.task, row.corpus)].append(row)
+        grouped[(row.task, row.corpus, row.retrain_match)].append(row)
     tables = []
-    for (task, corpus), members in sorted(grouped.items()):
+    for (task, corpus, _), members in sorted(grouped.items()):
         table = Table(task, corpus, models=tuple(sorted({r.model for r in members})),
                       seeds=tuple(sorted({r.seed for r in members})),
                       ratios=tuple(sorted({r.ratio for r in members if r.ratio is not None})),
