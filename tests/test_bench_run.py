@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from speech_unlearning.config import ConfigError
 from speech_unlearning.experiments.executors import PoolExecutor, RunTask, StageResult
 from speech_unlearning.experiments.plan import STAGES, build_plan
 from speech_unlearning.experiments.presets import BenchConfig
@@ -32,7 +33,7 @@ def fake_stage(task: RunTask) -> StageResult:
         raise KeyboardInterrupt  # what a Ctrl-C or a killed driver looks like to the grid
     with atomic_directory(task.folder) as folder:
         (folder / "out.json").write_text(json.dumps({"key": task.key, "inputs": sorted(task.inputs)}))
-    metrics = {"pid": os.getpid(), "budget": task.extra.get("budget_seconds"),
+    metrics = {"pid": os.getpid(), "budget": task.extra.get("budget_seconds"), "steps": task.extra.get("budget_steps"),
                "overrides": task.extra.get("overrides"), "inputs": sorted(task.inputs)}
     if task.stage == "tune":
         point = task.config["point"]
@@ -164,6 +165,21 @@ def test_unlearning_budget_is_the_retrain_wall_time_times_factor_capped(tmp_path
     run(uncapped, tmp_path / "uncapped")
     with ResultStore.in_folder(tmp_path / "uncapped") as store:
         assert {store.get(r.key).metrics["budget"] for r in uncapped.stage_runs("unlearn")} == {RETRAIN_SECONDS * 0.5}
+
+
+def test_a_step_cap_replaces_the_time_budget_and_leaves_other_grids_keys_alone(tmp_path):
+    plan = small_plan(budget_factor=2.0, unlearn_cap_seconds=5.0, unlearn_cap_steps=7, methods=("alpha",))
+    run(plan, tmp_path)
+    with ResultStore.in_folder(tmp_path) as store:
+        budgets = {(store.get(r.key).metrics["budget"], store.get(r.key).metrics["steps"])
+                   for r in plan.stage_runs("unlearn")}
+    assert budgets == {(None, 7)}  # no time budget: the step cap decides where a capped method stops
+    # Without the option, the unlearning runs keep the keys they had before it existed.
+    timed = small_plan(budget_factor=2.0, unlearn_cap_seconds=5.0, methods=("alpha",))
+    assert {r.config["budget"]["cap_seconds"] for r in timed.stage_runs("unlearn")} == {5.0}
+    assert all("cap_steps" not in r.config["budget"] for r in timed.stage_runs("unlearn"))
+    with pytest.raises(ConfigError, match="unlearn_cap_steps"):
+        small_config(unlearn_cap_steps=0)
 
 
 def test_tuning_chooses_on_validation_splits_and_records_provenance(tmp_path):

@@ -19,7 +19,7 @@ from torch import nn
 from speech_unlearning.config import ConfigError
 from speech_unlearning.methods import METHODS, describe_methods, method_names, unlearn
 from speech_unlearning.methods.bad_teaching import BadTeaching
-from speech_unlearning.methods.base import UnlearnContext, config_defaults, split_method_name
+from speech_unlearning.methods.base import Method, UnlearnContext, config_defaults, split_method_name
 from speech_unlearning.methods.streams import mixed_pass, paired_pass
 from speech_unlearning.models.registry import create_model
 from speech_unlearning.training.data import ArrayData
@@ -140,6 +140,28 @@ def test_method_stops_at_its_time_budget(setting, name):
         assert budget <= result.seconds <= budget + 0.5, result.seconds
     else:  # only a method with a fixed amount of work (SSD) may finish inside the budget
         assert "epochs" not in fields and result.seconds < budget
+
+
+SHARED_LOOP_NAMES = [name for name in ALL_NAMES if split_method_name(name)[0].run is Method.run]
+
+
+@pytest.mark.parametrize("name", SHARED_LOOP_NAMES)
+def test_method_stops_at_its_step_budget_and_the_same_step_on_every_run(setting, name):
+    """A step cap, unlike a time budget, cuts a run at the same weights whatever the machine's load."""
+    fields = split_method_name(name)[0].config_class.__dataclass_fields__
+    overrides = {"epochs": 10_000} if "epochs" in fields else {}
+    first = setting.run(name, overrides=overrides, budget_steps=3, seed=0)
+    second = setting.run(name, overrides=overrides, budget_steps=3, seed=0)
+    if first.steps < 3:  # a schedule that ends by itself (calibrated when Df already sits where it should)
+        assert not first.budget_exhausted
+    else:
+        assert first.steps == 3 and first.budget_exhausted
+    _assert_same_state(_state(first.model), _state(second.model))
+
+
+def test_a_bad_step_budget_is_named(setting):
+    with pytest.raises(ValueError, match="budget_steps"):
+        setting.run("gradascent", budget_steps=0)
 
 
 def test_retrain_never_predicts_the_forgotten_class(setting):

@@ -200,6 +200,8 @@ def describe_plan(plan: Plan, estimate: Estimate, statuses: Mapping[str, str], r
     budget = f"{config.budget_factor:g} x Retrain wall time"
     if config.unlearn_cap_seconds:
         budget += f", capped at {config.unlearn_cap_seconds:g} s"
+    if config.unlearn_cap_steps is not None:
+        budget = f"{config.unlearn_cap_steps} optimiser steps (no time budget)"
     lines.append(f"  unlearning budget: {budget}")
     header = f"  {'stage':<9} {'runs':>6} {'done':>6} {'failed':>6} {'to run':>7} {'estimate':>10}"
     lines += ["", header, "  " + "-" * (len(header) - 2)]

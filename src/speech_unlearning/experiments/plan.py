@@ -272,6 +272,8 @@ class _PlanBuilder:
         return self.runs.setdefault(run.key, run)
 
     def budget(self) -> dict[str, Any]:
+        if self.config.unlearn_cap_steps is not None:  # keyed only when set: older folders keep their run keys
+            return {"cap_steps": self.config.unlearn_cap_steps}
         return {"factor": self.config.budget_factor, "cap_seconds": self.config.unlearn_cap_seconds}
 
     def eval_options(self) -> dict[str, Any]:

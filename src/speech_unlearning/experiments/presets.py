@@ -89,6 +89,12 @@ class BenchConfig:
     )
     budget_factor: float = _help("unlearning time budget as a multiple of the Retrain wall time", default=1.0)
     unlearn_cap_seconds: float | None = _help("absolute cap on each unlearning run's time budget", default=None)
+    unlearn_cap_steps: int | None = _help(
+        "cap each unlearning run at this many optimiser steps instead of a time budget (budget_factor and "
+        "unlearn_cap_seconds then do not apply): a capped method stops at the same step under any load, so two "
+        "grids with the same threads per run give the same numbers; times are still measured",
+        default=None,
+    )
     method_overrides: dict = _help(
         "per-method hyper-parameters, e.g. {scrub: {lr: 1e-4}} (CLI: --set method_overrides.scrub.lr=1e-4)",
         default_factory=dict,
@@ -133,6 +139,7 @@ class BenchConfig:
         require(self.max_train_seconds is None or self.max_train_seconds > 0, "max_train_seconds", "must be > 0")
         require(self.budget_factor > 0, "budget_factor", "must be > 0")
         require(self.unlearn_cap_seconds is None or self.unlearn_cap_seconds > 0, "unlearn_cap_seconds", "must be > 0")
+        require(self.unlearn_cap_steps is None or self.unlearn_cap_steps >= 1, "unlearn_cap_steps", "must be >= 1")
         for field_name in NESTED_FIELDS:
             nested = getattr(self, field_name)
             require(isinstance(nested, dict), field_name, "must be a mapping NAME -> {key: value}")

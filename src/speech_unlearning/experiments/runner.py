@@ -126,6 +126,7 @@ class _Grid:
         extra = dict(self.extra)
         if run.stage in ("unlearn", "tune"):
             extra["budget_seconds"] = self._budget(run, inputs)
+            extra["budget_steps"] = run.config.get("budget", {}).get("cap_steps")
         hyper = run.config.get("hyper", {})
         if "tuned" in hyper:
             extra["overrides"] = self._tuning_choice(self.plan.tune_groups[hyper["tuned"]])["overrides"]
@@ -133,9 +134,12 @@ class _Grid:
 
     @staticmethod
     def _budget(run: Run, inputs: dict[str, dict[str, Any]]) -> float | None:
-        """The unlearning time budget: the matching Retrain's wall time x factor, capped."""
+        """The unlearning time budget: the matching Retrain's wall time x factor, capped; None
+        under a step cap, which replaces it."""
         retrain_seconds = inputs[run.config["retrain"]]["seconds"]
         budget = run.config.get("budget", {})
+        if budget.get("cap_steps") is not None:
+            return None
         seconds = None if retrain_seconds is None else retrain_seconds * budget.get("factor", 1.0)
         cap = budget.get("cap_seconds")
         if cap is not None:

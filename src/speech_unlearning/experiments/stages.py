@@ -246,8 +246,8 @@ def _unlearn(task: RunTask, corpus, split, overrides: Mapping[str, Any]):
     train_config = TrainConfig(**metadata["train_config"]) if metadata.get("train_config") else None
     result = unlearn(
         task.config["method"], original, forget, retain, overrides=dict(overrides),
-        budget_seconds=task.extra.get("budget_seconds"), seed=int(task.config["seed"]),
-        validation=validation, train_config=train_config, progress=False,
+        budget_seconds=task.extra.get("budget_seconds"), budget_steps=task.extra.get("budget_steps"),
+        seed=int(task.config["seed"]), validation=validation, train_config=train_config, progress=False,
     )
     return result, metadata
 
@@ -264,6 +264,8 @@ def run_unlearn(task: RunTask) -> StageResult:
     overrides = task.extra["overrides"] if "tuned" in hyper else hyper.get("overrides", {})
     result, metadata = _unlearn(task, corpus, split, overrides)
     summary = {**result.to_metadata(), "budget_seconds": task.extra.get("budget_seconds")}
+    if task.extra.get("budget_steps") is not None:
+        summary["budget_steps"] = task.extra["budget_steps"]
     metadata = {**metadata, "split": split.to_dict(), "history": [*metadata.get("history", []), summary]}
     with atomic_directory(task.folder) as folder:
         save_checkpoint(folder / MODEL_FOLDER, result.model.cpu(), metadata)

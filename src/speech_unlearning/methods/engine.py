@@ -52,6 +52,7 @@ def unlearn(
     validation: ArrayData | None = None,
     train_config: Any = None,
     progress: bool = False,
+    budget_steps: int | None = None,
 ) -> UnlearnResult:
     """Unlearn `forget` from a copy of `original_model` with method `name`; return the copy.
 
@@ -60,20 +61,22 @@ def unlearn(
       unknown key raises ConfigError naming it and listing the valid keys.
     - `budget_seconds`: wall-clock cap; the method stops after the step that crosses it and
       the result says so (`budget_exhausted`). None = run the whole schedule.
+    - `budget_steps`: a cap in optimiser steps of the shared loop, which, unlike a time budget,
+      stops a run at the same point on any machine (methods with their own loop ignore it).
     - `validation`: held-out data for methods that select weights on it (Retrain, as in the
       original recipe); `train_config`: the original model's TrainConfig (Retrain needs it).
     - Runs on the device `original_model` is on; `forget` and `retain` must be disjoint.
     """
     method_class, with_superloss = split_method_name(name)
     config, superloss_config = parse_method_config(method_class, with_superloss, overrides, name)
-    _check_request(forget, retain, budget_seconds, seed)
+    _check_request(forget, retain, budget_seconds, budget_steps, seed)
     num_classes = _num_classes(original_model)
     method = method_class()
     method.check(config, forget, retain, train_config)
     preload_optimizer_imports()  # outside the clock
     with deterministic_algorithms(True, model_device(original_model)):
         generator = seed_everything(seed)
-        budget = Budget(budget_seconds)  # starts the clock
+        budget = Budget(budget_seconds, budget_steps)  # starts the clock
         ctx = UnlearnContext(
             model=copy.deepcopy(original_model),
             original=original_model,
@@ -140,7 +143,9 @@ def parse_method_config(
     return config, superloss
 
 
-def _check_request(forget: ArrayData, retain: ArrayData, budget_seconds: float | None, seed: int) -> None:
+def _check_request(
+    forget: ArrayData, retain: ArrayData, budget_seconds: float | None, budget_steps: int | None, seed: int
+) -> None:
     if len(forget) == 0:
         raise ValueError("unlearn: the forget set is empty; nothing to unlearn")
     if len(retain) == 0:
@@ -153,6 +158,8 @@ def _check_request(forget: ArrayData, retain: ArrayData, budget_seconds: float |
         )
     if budget_seconds is not None and not budget_seconds > 0:
         raise ValueError(f"unlearn: budget_seconds must be positive or None, got {budget_seconds}")
+    if budget_steps is not None and not (isinstance(budget_steps, int) and budget_steps >= 1):
+        raise ValueError(f"unlearn: budget_steps must be a positive integer or None, got {budget_steps!r}")
     if not 0 <= seed < 2**32:
         raise ValueError(f"unlearn: seed must be in [0, 2**32), got {seed}")
 
@@ -206,7 +213,7 @@ def _run_phase(method: Method, ctx: UnlearnContext, epoch: int, phase: Phase, ba
         ctx.steps += 1
         stats.steps += 1
         bar.update(1)
-        if ctx.budget.exhausted():
+        if ctx.budget.exhausted(ctx.steps):
             ctx.budget_exhausted = True
             break
     ctx.log.append(stats.row(ctx, epoch, phase.name))

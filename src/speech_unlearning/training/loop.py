@@ -173,12 +173,16 @@ class Evaluation(NamedTuple):
 
 
 class Budget:
-    """A wall-clock allowance that starts when constructed; `seconds=None` never runs out."""
+    """A wall-clock allowance that starts when constructed, and optionally a number of optimiser
+    steps (a cap that does not depend on the machine's speed); None never runs out."""
 
-    def __init__(self, seconds: float | None):
+    def __init__(self, seconds: float | None, steps: int | None = None):
         if seconds is not None and not seconds > 0:
             raise ValueError(f"budget seconds must be positive or None, got {seconds}")
+        if steps is not None and not steps >= 1:
+            raise ValueError(f"budget steps must be at least 1 or None, got {steps}")
         self.seconds = seconds
+        self.steps = steps
         self._start = time.perf_counter()
 
     @property
@@ -189,7 +193,9 @@ class Budget:
     def remaining(self) -> float:
         return math.inf if self.seconds is None else max(0.0, self.seconds - self.elapsed)
 
-    def exhausted(self) -> bool:
+    def exhausted(self, steps_taken: int = 0) -> bool:
+        if self.steps is not None and steps_taken >= self.steps:
+            return True
         return self.seconds is not None and self.elapsed >= self.seconds
 
 
