@@ -454,9 +454,9 @@ def test_shipped_choice_table_covers_every_scenario_with_a_registered_method():
             split_method_name(entry["method"])  # raises for an unknown name
 
 
-def _fake_benchmark(run_dir: Path, rows: list[tuple]) -> None:
+def _fake_benchmark(run_dir: Path, rows: list[tuple], retrain_match: str = "epochs") -> None:
     """Finished evaluations (task, scenario, method, avg gap, time ratio[, the unlearning run's
-    method overrides]) in a results database."""
+    method overrides]) in a results database, each against a Retrain of the given kind."""
     from speech_unlearning.experiments.plan import Run
     from speech_unlearning.experiments.store import ResultStore
 
@@ -465,9 +465,10 @@ def _fake_benchmark(run_dir: Path, rows: list[tuple]) -> None:
         for seed, (task, scenario, method, gap, ratio, *overrides) in enumerate(rows):
             config = {"task": task, "model": "kws-resnet", "corpus": "fsdd", "seed": seed, "method": method,
                       "split": {"scenario": scenario, "count": 1, "role": "test"}}  # fmt: skip
+            retrain = Run("retrain", {"task": task, "seed": seed, "train": {"match": retrain_match}})
             unlearn = Run("unlearn", {**config, "hyper": {"overrides": overrides[0] if overrides else {}}})
-            store.ensure([unlearn])
-            run = Run("evaluate", {**config, "subject": unlearn.key})
+            store.ensure([retrain, unlearn])
+            run = Run("evaluate", {**config, "subject": unlearn.key, "retrain": retrain.key})
             store.ensure([run])
             store.mark_done(run, {"avg_gap_pp": gap, "metrics": {"time": {"ratio": ratio}}}, {}, 1.0)
 
@@ -488,6 +489,15 @@ def test_auto_from_keeps_two_configurations_of_a_method_apart_and_runs_the_bette
     status, stdout, stderr = forget(original, tmp_path / "out", cache_dir, "--speaker", "jackson", extra=extra)
     assert status == 0, stderr
     assert "method: scrub with {'lr': 0.0001}" in stdout
+
+
+def test_auto_from_ranks_against_the_papers_retrain_when_a_folder_holds_both_kinds(tmp_path):
+    _fake_benchmark(tmp_path / "runs", [("kws", "speaker", "scrub", 9.0, 0.5)])
+    _fake_benchmark(tmp_path / "runs", [("kws", "speaker", "neggrad+", 1.0, 0.5)], retrain_match="steps")
+    speaker = choice_table_from_runs(tmp_path / "runs")["choices"]["kws"]["speaker"]
+    assert speaker["method"] == "scrub" and "neggrad+" not in speaker["candidates"]
+    _fake_benchmark(tmp_path / "steps_only", [("kws", "speaker", "neggrad+", 1.0, 0.5)], retrain_match="steps")
+    assert choice_table_from_runs(tmp_path / "steps_only")["choices"]["kws"]["speaker"]["method"] == "neggrad+"
 
 
 def test_auto_from_a_folder_without_results_names_the_option_and_the_folder(tmp_path):

@@ -558,7 +558,13 @@ def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]
     with store:
         records = store.records(stage="evaluate", status="done")
         variants = evaluation_variants(store)
+        step_matched = {record.key for record in store.records(stage="retrain")
+                        if record.config.get("train", {}).get("match") == "steps"}
         grid = store.get_meta("config", {}) or {}
+    if any(record.config.get("retrain") not in step_matched for record in records):
+        # Gaps to two kinds of Retrain are not comparable: rank against the paper's kind, unless
+        # the folder holds only step-matched references.
+        records = [record for record in records if record.config.get("retrain") not in step_matched]
     rows = []
     for record in records:
         config, metrics = record.config, record.metrics or {}
