@@ -612,8 +612,10 @@ def choice_table_from_runs(
 
     For every (task, scenario) with finished evaluations: the method with the lowest mean Avg.
     Gap to Retrain among those whose mean time / Retrain time is at most `max_time_ratio`
-    (References Original and Retrain are not candidates). With `model`, only that backbone's
-    runs count when the folder has any for the task.
+    (References Original and Retrain are not candidates). Each configuration of a method
+    (`method_overrides`) is its own candidate, and the chosen one's overrides come with it. Runs
+    scored against a step-matched Retrain count only in a folder that has no other kind. With
+    `model`, only that backbone's runs count when the folder has any for the task.
     """
     run_dir = Path(run_dir).expanduser()
     rows, grid = _candidate_rows(run_dir)
