@@ -62,7 +62,7 @@ def unlearn(
     - `budget_seconds`: wall-clock cap; the method stops after the step that crosses it and
       the result says so (`budget_exhausted`). None = run the whole schedule.
     - `budget_steps`: a cap in optimiser steps of the shared loop, which, unlike a time budget,
-      stops a run at the same point on any machine (methods with their own loop ignore it).
+      stops a run at the same point under any load (methods with their own loop ignore it).
     - `validation`: held-out data for methods that select weights on it (Retrain, as in the
       original recipe); `train_config`: the original model's TrainConfig (Retrain needs it).
     - Runs on the device `original_model` is on; `forget` and `retain` must be disjoint.
