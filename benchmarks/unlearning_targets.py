@@ -45,7 +45,7 @@ import numpy as np
 
 from grid_cells import finished_grid, mean_std
 from speech_unlearning.evaluation import gap_of_means
-from speech_unlearning.experiments.report import evaluation_variants, variant_label
+from speech_unlearning.experiments.report import EvaluationContext, variant_label
 from speech_unlearning.experiments.store import ResultStore
 from speech_unlearning.io import read_json
 
@@ -68,11 +68,10 @@ def cell_of(record) -> tuple:
     return config["task"], config["model"], config["seed"], split, config.get("retrain")
 
 
-def setting_of(record, store: ResultStore) -> tuple:
+def setting_of(record, context: EvaluationContext) -> tuple:
     """(task, scenario, reference): the reference says "against the step-matched Retrain" for
     runs scored against a retrain_match=steps Retrain, so a folder of both kinds is not pooled."""
-    retrain = store.get(record.config.get("retrain") or "")
-    steps = retrain is not None and retrain.config.get("train", {}).get("match") == "steps"
+    steps = context.retrain_kind_of(record) == "steps"
     return record.config["task"], record.config["split"]["scenario"], " against the step-matched Retrain" * steps
 
 
@@ -85,10 +84,10 @@ def collect(run_dir: Path) -> dict:
     """setting -> method -> list of per-run rows (gap, time ratio, class accuracies, relearn)."""
     store = finished_grid(run_dir)
     evaluations = store.records(stage="evaluate", status="done")
-    variants = evaluation_variants(store)  # a method run with overrides is its own row
+    context = EvaluationContext.of(store)
     by_cell = defaultdict(dict)
-    for record in evaluations:
-        by_cell[cell_of(record)][variant_label(*variants[record.key])] = record
+    for record in evaluations:  # a method run with overrides is its own row
+        by_cell[cell_of(record)][variant_label(record.config["method"], context.overrides_of(record))] = record
     rows: dict = defaultdict(lambda: defaultdict(list))
     for cell, methods in by_cell.items():
         original, retrain = methods.get("original"), methods.get("retrain")
@@ -110,7 +109,7 @@ def collect(run_dir: Path) -> dict:
             relearn, reference = metrics.get("relearn"), retrain.metrics["metrics"].get("relearn")
             if relearn and reference:
                 row["relearn_excess"] = 100 * (relearn["at_step_5"] - reference["at_step_5"])
-            rows[setting_of(record, store)][method].append(row)
+            rows[setting_of(record, context)][method].append(row)
     return rows
 
 
@@ -173,19 +172,19 @@ def seeds_to_settle(value: float, interval: tuple[float, float], seeds: int) -> 
     return max(seeds, math.ceil(seeds * (reach / distance) ** 2))
 
 
-def gap_check(name: str, value: float, interval: tuple[float, float] | None, seeds: int = 0) -> str:
+def gap_check(name: str, value: float, interval: tuple[float, float] | None, seeds: int | None = None) -> str:
     """"NAME 1.57 pp > 1.5", with the interval and where it lies against the target when known;
-    for a straddling interval of `seeds` seeds, about how many would settle it."""
+    for a straddling interval of `seeds` seeds (when given), about how many would settle it."""
     text = f"{name} {value:.2f} pp {'<=' if value <= GAP_TARGET_PP else '>'} {GAP_TARGET_PP}"
     if interval is None:
         return text
     low, high = interval
     where = "above" if low > GAP_TARGET_PP else "below" if high <= GAP_TARGET_PP else "straddles"
     text = f"{text} (95 % interval {low:.2f}-{high:.2f}, {where} the target"
-    if where != "straddles":
+    if where != "straddles" or not seeds:
         return text + ")"
     needed = seeds_to_settle(value, interval, seeds)
-    return text + (f"; about {needed} seeds would settle it)" if needed else "; no number of seeds settles it)")
+    return text + ("; no number of seeds settles it)" if needed is None else f"; about {needed} seeds would settle it)")
 
 
 def verdict(data: list[dict], scenario: str, method: str) -> str:

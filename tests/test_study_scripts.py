@@ -103,6 +103,7 @@ def test_a_straddling_verdict_says_how_many_seeds_would_settle_it(targets_script
     # An estimate on the target is never settled; a settled interval gets no count.
     assert "no number of seeds" in targets_script.gap_check("gap", 1.5, (1.0, 2.0), 5)
     assert "seeds" not in targets_script.gap_check("gap", 2.0, (1.6, 2.4), 5)
+    assert "seeds" not in targets_script.gap_check("gap", 1.2, (0.8, 1.8))  # no seed count, no claim
 
 
 def test_the_targets_experiment_runs_with_one_command(tmp_path, cache_dir, embedded_kws, fsdd_kws, fsdd_root):
@@ -146,6 +147,7 @@ def test_the_targets_check_keeps_runs_against_a_step_matched_retrain_apart(targe
             evaluation = Run("evaluate", {"task": "kws", "model": "kws-resnet", "seed": 0, "split": split,
                                           "method": "calibrated", "retrain": retrain.key})
             store.ensure([evaluation])
-            settings.append(targets_script.setting_of(store.get(evaluation.key), store))
+            context = targets_script.EvaluationContext.of(store)
+            settings.append(targets_script.setting_of(store.get(evaluation.key), context))
             assert targets_script.cell_of(store.get(evaluation.key))[-1] == retrain.key
     assert settings == [("kws", "sample", ""), ("kws", "sample", " against the step-matched Retrain")]

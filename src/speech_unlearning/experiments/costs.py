@@ -197,11 +197,12 @@ def describe_plan(plan: Plan, estimate: Estimate, statuses: Mapping[str, str], r
     if config.tune:
         lines.append(f"  tuning: {len(plan.tune_groups)} groups x {len(plan.stage_runs('tune')) // max(1, len(plan.tune_groups))}"
                      " grid points on validation forget splits")
-    budget = f"{config.budget_factor:g} x Retrain wall time"
-    if config.unlearn_cap_seconds:
-        budget += f", capped at {config.unlearn_cap_seconds:g} s"
     if config.unlearn_cap_steps is not None:
         budget = f"{config.unlearn_cap_steps} optimiser steps (no time budget)"
+    else:
+        budget = f"{config.budget_factor:g} x Retrain wall time"
+        if config.unlearn_cap_seconds:
+            budget += f", capped at {config.unlearn_cap_seconds:g} s"
     lines.append(f"  unlearning budget: {budget}")
     header = f"  {'stage':<9} {'runs':>6} {'done':>6} {'failed':>6} {'to run':>7} {'estimate':>10}"
     lines += ["", header, "  " + "-" * (len(header) - 2)]

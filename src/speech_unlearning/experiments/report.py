@@ -159,13 +159,29 @@ def variant_label(method: str, overrides: Mapping[str, Any] | None) -> str:
     return f"{method} [{', '.join(f'{key}={value}' for key, value in sorted(overrides.items()))}]"
 
 
-def evaluation_variants(store: ResultStore) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Evaluation key -> (method, the overrides its unlearning run used; {} for defaults, tuned
-    runs and the references), so that two configurations of one method are never pooled."""
-    overrides = {record.key: dict((record.config.get("hyper") or {}).get("overrides") or {})
-                 for record in store.records(stage="unlearn")}
-    return {record.key: (record.config["method"], overrides.get(record.config.get("subject"), {}))
-            for record in store.records(stage="evaluate")}
+@dataclass(frozen=True)
+class EvaluationContext:
+    """What an evaluation record does not say itself, read once per store: the overrides its
+    unlearning run used and how long its Retrain trained, so that two configurations of a method,
+    or runs against two kinds of Retrain, are never pooled."""
+
+    overrides: Mapping[str, dict[str, Any]]  # unlearning run key -> its method overrides
+    retrain_kinds: Mapping[str, str]  # Retrain run key -> BenchConfig.retrain_match
+
+    @classmethod
+    def of(cls, store: ResultStore) -> "EvaluationContext":
+        overrides = {record.key: dict((record.config.get("hyper") or {}).get("overrides") or {})
+                     for record in store.records(stage="unlearn")}
+        kinds = {record.key: record.config.get("train", {}).get("match", "epochs")
+                 for record in store.records(stage="retrain")}
+        return cls(overrides, kinds)
+
+    def overrides_of(self, evaluation: RunRecord) -> dict[str, Any]:
+        """{} for defaults, tuned runs and the references."""
+        return self.overrides.get(evaluation.config.get("subject"), {})
+
+    def retrain_kind_of(self, evaluation: RunRecord) -> str:
+        return self.retrain_kinds.get(evaluation.config.get("retrain"), "epochs")
 
 
 def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mapping[str, Any] | None = None) -> EvalRow:
@@ -184,10 +200,8 @@ def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mappin
 
 def collect_rows(store: ResultStore) -> list[EvalRow]:
     """Every finished evaluation of the test splits in the database."""
-    matches = {record.key: record.config.get("train", {}).get("match", "epochs")
-               for record in store.records(stage="retrain")}
-    variants = evaluation_variants(store)
-    return [eval_row(record, matches.get(record.config.get("retrain"), "epochs"), variants[record.key][1])
+    context = EvaluationContext.of(store)
+    return [eval_row(record, context.retrain_kind_of(record), context.overrides_of(record))
             for record in store.records(stage="evaluate", status="done")
             if record.config.get("split", {}).get("role", "test") == "test"]
 

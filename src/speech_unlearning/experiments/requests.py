@@ -548,7 +548,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(one row per finished test-split evaluation of an unlearning method, the grid's config)."""
-    from .report import evaluation_variants, variant_label
+    from .report import EvaluationContext, variant_label
     from .store import ResultStore
 
     try:
@@ -557,21 +557,19 @@ def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]
         raise FileNotFoundError(f"--auto-from: {error}") from None
     with store:
         records = store.records(stage="evaluate", status="done")
-        variants = evaluation_variants(store)
-        step_matched = {record.key for record in store.records(stage="retrain")
-                        if record.config.get("train", {}).get("match") == "steps"}
+        context = EvaluationContext.of(store)
         grid = store.get_meta("config", {}) or {}
-    if any(record.config.get("retrain") not in step_matched for record in records):
+    if any(context.retrain_kind_of(record) != "steps" for record in records):
         # Gaps to two kinds of Retrain are not comparable: rank against the paper's kind, unless
         # the folder holds only step-matched references.
-        records = [record for record in records if record.config.get("retrain") not in step_matched]
+        records = [record for record in records if context.retrain_kind_of(record) != "steps"]
     rows = []
     for record in records:
         config, metrics = record.config, record.metrics or {}
         split = config.get("split") or {}
         if split.get("role", "test") != "test" or config.get("method") in REFERENCE_METHODS:
             continue
-        method, overrides = variants[record.key]
+        method, overrides = config["method"], context.overrides_of(record)
         rows.append({
             "task": config.get("task"), "scenario": split.get("scenario"), "method": method, "overrides": overrides,
             "variant": variant_label(method, overrides),
