@@ -115,7 +115,7 @@ def test_unknown_names_are_rejected_when_planning(overrides, message):
 
 
 def test_unknown_preset_lists_the_valid_ones(capsys):
-    with pytest.raises(ConfigError, match="valid presets: demo, fsdd, paper, quick"):
+    with pytest.raises(ConfigError, match="valid presets: demo, demo-real, fsdd, paper, quick, real"):
         resolve_config("papr")
     assert main(["bench", "--preset", "papr", "--plan-only"]) == 2
     assert "unknown preset 'papr'" in capsys.readouterr().err

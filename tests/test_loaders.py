@@ -443,8 +443,8 @@ def _rename_a_take_into_validation(root: Path) -> None:
 
 LOADER_CASES = {
     # name: (task, wrong task, build the tree, move one utterance to another split)
-    "speech-commands": (
-        "kws", "sid", lambda r: make_speech_commands(r, words=("yes", "bed")), _move_a_clip_to_validation
+    "speech-commands": (  # both tasks: keywords, and speakers (tests/test_speech_commands_real.py)
+        "kws", None, lambda r: make_speech_commands(r, words=("yes", "bed")), _move_a_clip_to_validation
     ),
     "voxceleb1": ("sid", "kws", make_voxceleb, _move_a_line_to_test),
     "fsdd": ("kws", None, lambda r: make_fsdd(r, takes=12, digits=(0, 1)), _rename_a_take_into_validation),

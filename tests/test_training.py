@@ -352,15 +352,20 @@ TRANSFORMER_FAMILIES = ("whisper", "wav2vec2", "hubert")
 TINY_XVECTOR = {"channels": 16, "stats_channels": 32, "embedding_dim": 16}  # seconds per epoch on FSDD
 
 
+@pytest.mark.parametrize("recipe", ["converged", "early-stop"])
 @pytest.mark.parametrize("task", ["kws", "sid"])
 @pytest.mark.parametrize("name", model_names())
-def test_every_registered_model_has_a_valid_recipe(task, name):
-    config = default_train_config(task, name)
+def test_every_registered_model_has_a_valid_recipe(task, name, recipe):
+    config = default_train_config(task, name, recipe)
     assert isinstance(config, TrainConfig)
     if model_info(name).family in TRANSFORMER_FAMILIES:  # fine-tuning a pretrained backbone
         assert config.lr <= 5e-5 and config.epochs <= 10 and config.warmup_ratio > 0
     else:  # training a small model from scratch
-        assert config.lr >= 1e-3 and config.patience > 0
+        assert config.lr >= 1e-3
+        # early-stop waits on validation; converged runs its whole, longer schedule
+        assert config.patience > 0 if recipe == "early-stop" else config.patience == 0
+    if recipe == "converged" and model_info(name).family not in TRANSFORMER_FAMILIES:
+        assert config.epochs > default_train_config(task, name, "early-stop").epochs
 
 
 def test_default_models_exist_and_unknown_names_are_listed():
@@ -379,7 +384,8 @@ def test_train_original_trains_on_the_given_rows_and_measures_every_split(fsdd_s
         progress=False, model_options=TINY_XVECTOR,
     )
     assert result.examples == 2 * len(retain) and result.epochs_run == 2
-    assert set(metrics) == {"train_accuracy", "validation_accuracy", "test_accuracy", "train_seconds"}
+    assert set(metrics) == {"train_accuracy", "validation_accuracy", "test_accuracy", "train_seconds", "train_test_gap"}
+    assert metrics["train_test_gap"] == pytest.approx(metrics["train_accuracy"] - metrics["test_accuracy"])
     features, spec = corpus_arrays(fsdd_sid, "logmel", cache_dir, progress=False)
     assert metrics["train_accuracy"] == pytest.approx(accuracy(model, ArrayData(features, fsdd_sid.labels, retain)))
     assert metrics["test_accuracy"] == pytest.approx(

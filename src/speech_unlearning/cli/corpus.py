@@ -162,6 +162,8 @@ def run_info(args: argparse.Namespace) -> int:
         f"clips of {corpus.clip_seconds:g} s at {corpus.sample_rate} Hz"
     )
     print("speakers per split: " + ", ".join(f"{s} {n}" for s, n in speakers.items()))
+    for note in corpus.info.get("notes", []):
+        print(f"note: {note}")
     for line in count_table(corpus):
         print(line)
     return 0

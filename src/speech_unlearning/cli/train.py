@@ -1,6 +1,8 @@
 """`speech-unlearn train`: train the original model for a task and save it as a checkpoint.
 
     speech-unlearn train --task kws --corpus fsdd --out runs/kws-original
+    speech-unlearn train --task sid --corpus speech-commands:../shared/data/speech-commands-mini --out runs/sid-sc
+    speech-unlearn train --task kws --corpus embedded --recipe early-stop --out runs/kws-quick
     speech-unlearn train --task sid --corpus voxceleb1:/data/voxceleb1 --model hubert-base \\
         --model-option source=/models/hubert-base --set epochs=3 --out runs/sid-hubert
 
@@ -53,6 +55,13 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="model option, repeatable (e.g. source=/models/wav2vec2-base for local pretrained weights)",
     )
+    parser.add_argument(
+        "--recipe",
+        default="converged",
+        choices=("converged", "early-stop"),
+        help="converged: a fixed schedule that fits the training data, as deployed models are trained (default); "
+        "early-stop: the shorter recipe that stops once validation stalls",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for the initial weights, shuffling and dropout (default: 0)")
     parser.add_argument("--out", required=True, type=Path, help="checkpoint folder to write (replaced atomically if it exists)")
     parser.add_argument(
@@ -75,6 +84,7 @@ class TrainPlan:
 
     task: str
     corpus_spec: str  # normalised: any PATH made absolute
+    recipe: str
     model_name: str
     model_options: dict[str, str]
     config: TrainConfig
@@ -96,14 +106,21 @@ def normalise_corpus_spec(spec: str) -> str:
     return f"{name}:{location.resolve()}"
 
 
-def training_config(task: str, model_name: str, overrides: dict[str, str], seed: int, progress: bool) -> TrainConfig:
-    """The recipe for (task, model) with `--set` overrides applied, validated field by field."""
+def training_config(
+    task: str, model_name: str, overrides: dict[str, str], seed: int, progress: bool, recipe: str = "converged"
+) -> TrainConfig:
+    """The recipe for (task, model) with `--set` overrides applied, validated field by field.
+
+    A single `train` command has the machine to itself, so it uses every CPU core unless
+    `--set threads=N` says otherwise (the recipes pin one thread for the benchmark's workers).
+    """
     from ..training.recipes import default_train_config
 
     for key, flag in RESERVED_KEYS.items():
         if key in overrides:
             raise ConfigError(f"--set {key}: use {flag} instead")
-    values: dict[str, Any] = {**to_dict(default_train_config(task, model_name)), **overrides}
+    defaults = {**to_dict(default_train_config(task, model_name, recipe)), "threads": 0}
+    values: dict[str, Any] = {**defaults, **overrides}
     config = from_mapping(TrainConfig, values, where="--set")
     return dataclasses.replace(config, seed=seed, progress=progress)
 
@@ -116,12 +133,15 @@ def plan_from_args(args: argparse.Namespace) -> TrainPlan:
     info = model_info(model_name)  # unknown name: lists the valid ones
     model_options = parse_overrides(args.model_option, flag="--model-option")
     resolve_options(info.options_class, model_options, model_name)
-    config = training_config(args.task, model_name, parse_overrides(args.overrides), args.seed, not args.no_progress)
+    config = training_config(
+        args.task, model_name, parse_overrides(args.overrides), args.seed, not args.no_progress, args.recipe
+    )
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out}: exists and is not a folder")
     return TrainPlan(
         task=args.task,
         corpus_spec=normalise_corpus_spec(args.corpus),
+        recipe=args.recipe,
         model_name=model_name,
         model_options=model_options,
         config=config,
@@ -166,6 +186,7 @@ def metrics_summary(plan: TrainPlan, corpus_name: str, metrics: dict, result) ->
         "task": plan.task,
         "corpus": {"name": corpus_name, "spec": plan.corpus_spec},
         "model": plan.model_name,
+        "recipe": plan.recipe,
         "seed": plan.config.seed,
         "metrics": metrics,
         "epochs_run": result.epochs_run,
@@ -182,5 +203,11 @@ def print_summary(plan: TrainPlan, metrics: dict, result) -> None:
         f"accuracy: train {metrics['train_accuracy']:.4f}  validation {metrics['validation_accuracy']:.4f}  "
         f"test {metrics['test_accuracy']:.4f}"
     )
+    print(
+        f"train - test gap: {100 * metrics['train_test_gap']:.1f} points "
+        "(how much better the model does on recordings it trained on than on unseen ones)"
+    )
+    if metrics.get("augmentation"):
+        print(f"augmentation: {metrics['augmentation']}")
     print(f"test accuracy: {metrics['test_accuracy']:.4f}")
     print(f"checkpoint: {plan.out}")

@@ -21,6 +21,13 @@ from ..registry import Registry
 Task = Literal["kws", "sid"]
 TASKS: tuple[str, ...] = ("kws", "sid")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
+# Speaker keys of clips that no person spoke (Speech Commands' `_silence_` crops of background noise).
+NOISE_SPEAKER_PREFIX = "noise:"
+
+
+def is_person(speaker: str) -> bool:
+    """False for the pseudo-speaker of noise clips, which no speaker-level request can target."""
+    return not speaker.startswith(NOISE_SPEAKER_PREFIX)
 
 
 class CorpusError(ValueError):

@@ -27,6 +27,16 @@ the next 10 % for validation, the last 10 % for test - so no stretch of noise is
 Each split gets about one class's share of crops (round(non-silence utterances / 11)), spread
 evenly over its regions, round-robin over the noise files. Crops in one region may overlap.
 
+Speaker identification (task "sid", `load_speech_commands_sid`): the same word folders read as
+a speaker-ID corpus. The speaker is the hash that starts every file name; speakers with fewer
+than `min_clips` clips (default 20) are dropped, and each kept speaker's clips are split across
+train / validation / test (15 % / 15 % of each speaker's clips, at least 2 each, for test /
+validation), as SUPERB SID splits VoxCeleb1 by utterance within every speaker. The list files
+are not used (they split speakers, which a speaker-ID test cannot) and there is no `_silence_`
+class. Which clip goes where is fixed by a hash of its id, so the split is the same at every
+load and on every machine. On the 3,458-clip mini corpus the default keeps 42 speakers and
+2,130 clips.
+
 Split rule (`published_split`, used only with `recompute_splits=True`): the speaker key is
 SHA-1 hashed, taken mod 2^27 and scaled by 100 / (2^27 - 1): under 10 -> validation, under 20 ->
 test, otherwise training, as in the dataset's original preparation script (and in s3prl).
@@ -44,7 +54,7 @@ import numpy as np
 import soundfile
 
 from ..io import sha256_json
-from .corpus import CORPORA, SPLITS, Corpus, CorpusError, Utterance
+from .corpus import CORPORA, NOISE_SPEAKER_PREFIX, SPLITS, Corpus, CorpusError, Utterance
 
 SUPERB_WORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN = "_unknown_"
@@ -64,6 +74,9 @@ SILENCE_REGIONS: dict[str, tuple[float, float]] = {
     "validation": (0.8, 0.9),
     "test": (0.9, 1.0),
 }
+ENV_VARIABLE = "SPEECH_UNLEARNING_SPEECH_COMMANDS"
+# src/speech_unlearning/data/speech_commands.py -> parents[3] is the project root in an editable install.
+SHARED_MINI_COPY = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "speech-commands-mini"
 VERSION_BY_WORD_COUNT = {30: "v0.01", 35: "v0.02"}
 VERSION_BY_TEST_ARCHIVE_SIZE = {3081: "v0.01", 4890: "v0.02"}
 TEST_ARCHIVE_PREFIX = "test/"
@@ -71,6 +84,14 @@ TEST_ARCHIVE_PREFIX = "test/"
 
 # ----------------------------------------------------------------------------------------------
 # Helpers shared by every folder-based loader (Speech Commands, VoxCeleb1, FSDD).
+
+
+def default_speech_commands_root() -> Path | None:
+    """$SPEECH_UNLEARNING_SPEECH_COMMANDS, else the mini copy beside the project when it exists, else None."""
+    configured = os.environ.get(ENV_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    return SHARED_MINI_COPY if SHARED_MINI_COPY.is_dir() else None
 
 
 def check_task(corpus: str, task: str, supported: Sequence[str]) -> None:
@@ -230,7 +251,7 @@ def _archive_recording(folder: str, entry: os.DirEntry) -> Recording:
     """One clip of the 12-class test archive; unknown words carry their word as a name prefix."""
     utt_id = f"{TEST_ARCHIVE_PREFIX}{folder}/{entry.name[:-4]}"
     if folder == SILENCE:  # ready-made noise clips, freely named
-        return Recording(utt_id, entry.path, folder, SILENCE, "noise:test-archive")
+        return Recording(utt_id, entry.path, folder, SILENCE, f"{NOISE_SPEAKER_PREFIX}test-archive")
     if folder == UNKNOWN:
         word, sep, rest = entry.name.partition("_")
         if not sep or not word:
@@ -348,7 +369,7 @@ def silence_crops(root: Path, crops_per_split: dict[str, int], label: int) -> li
                         utt_id=f"{NOISE_FOLDER}/{stem}/{split}-{j:05d}",
                         path=path,
                         label=label,
-                        speaker=f"noise:{stem}",
+                        speaker=f"{NOISE_SPEAKER_PREFIX}{stem}",
                         split=split,
                         word=SILENCE,
                         start=crop_start,
@@ -356,6 +377,25 @@ def silence_crops(root: Path, crops_per_split: dict[str, int], label: int) -> li
                     )
                 )
     return utterances
+
+
+def training_noise_clips(noise_folder: str | Path, count: int, seed: int) -> np.ndarray:
+    """(count, 16000) float32 1 s noise crops for augmentation, drawn from the training region
+    (SILENCE_REGIONS["train"]) of every noise file, so no stretch of noise that a validation or
+    test `_silence_` crop is cut from is ever mixed into a training clip."""
+    from .audio import read_wav
+
+    rng = np.random.default_rng(seed)
+    regions = [(path, int(length * SILENCE_REGIONS["train"][1])) for path, length in noise_lengths(Path(noise_folder).parent)]
+    regions = [(path, end) for path, end in regions if end >= CLIP_SAMPLES]
+    if not regions:
+        raise CorpusError(f"{noise_folder}: noise files too short to cut 1 s augmentation crops")
+    clips = np.empty((count, CLIP_SAMPLES), dtype=np.float32)
+    for index in range(count):
+        path, end = regions[index % len(regions)]
+        start = int(rng.integers(0, end - CLIP_SAMPLES + 1))
+        clips[index] = read_wav(path, SAMPLE_RATE, start=start, length=CLIP_SAMPLES)
+    return clips
 
 
 # ----------------------------------------------------------------------------------------------
@@ -472,6 +512,8 @@ def load_speech_commands(
     if setup == "superb12":
         utterances += _silence_for(root, utterances, skip_test=archive is not None)
         info["silence_regions"] = dict(SILENCE_REGIONS)
+    if (root / NOISE_FOLDER).is_dir():
+        info["noise_folder"] = str(root / NOISE_FOLDER)  # background noise for training augmentation
     name = _corpus_name(version, setup)
     return build_corpus(name, "kws", root, label_names, utterances, CLIP_SECONDS, info)
 
@@ -506,11 +548,94 @@ def _silence_for(root: Path, utterances: Sequence[Utterance], skip_test: bool) -
     return silence_crops(root, counts, SUPERB12_CLASSES.index(SILENCE))
 
 
+SID_MIN_CLIPS = 20  # speakers with fewer clips are dropped from the speaker-ID view
+SID_HELD_OUT_SHARE = 0.15  # of each speaker's clips, for test and again for validation
+SID_MIN_HELD_OUT = 2  # clips per speaker in each of test and validation, at least
+
+
+def _clip_order_key(utt_id: str) -> str:
+    """A fixed pseudo-random order of a speaker's clips (the same everywhere, unlike a seeded RNG)."""
+    return hashlib.sha1(utt_id.encode("utf-8")).hexdigest()
+
+
+def per_speaker_splits(recordings: Sequence[Recording]) -> dict[str, str]:
+    """utt_id -> split, splitting every speaker's clips: test, then validation, then train."""
+    by_speaker: dict[str, list[str]] = {}
+    for recording in recordings:
+        by_speaker.setdefault(recording.speaker, []).append(recording.utt_id)
+    splits: dict[str, str] = {}
+    for utt_ids in by_speaker.values():
+        ordered = sorted(utt_ids, key=_clip_order_key)
+        held_out = max(SID_MIN_HELD_OUT, round(SID_HELD_OUT_SHARE * len(ordered)))
+        for position, utt_id in enumerate(ordered):
+            splits[utt_id] = "test" if position < held_out else "validation" if position < 2 * held_out else "train"
+    return splits
+
+
+def load_speech_commands_sid(root: str | Path, min_clips: int = SID_MIN_CLIPS) -> Corpus:
+    """Read a Speech Commands copy as a speaker-identification Corpus (see the module docstring).
+
+    Every word folder counts (the clip's word is kept in `Utterance.word`); `min_clips` sets
+    which speakers are kept. Raises CorpusError naming the folder at fault, or when too few
+    speakers are left to identify.
+    """
+    try:
+        min_clips = int(min_clips)
+    except (TypeError, ValueError):
+        raise CorpusError(f"min_clips: expected an integer, got {min_clips!r}") from None
+    if min_clips < 2 * SID_MIN_HELD_OUT + 1:
+        raise CorpusError(f"min_clips: must be at least {2 * SID_MIN_HELD_OUT + 1} (a train, validation and test share each), got {min_clips}")
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise CorpusError(f"{root}: Speech Commands folder not found")
+    if _is_test_archive(root):
+        raise CorpusError(f"{root}: a 12-class test archive cannot serve speaker ID; pass the main corpus folder")
+    recordings = scan_word_folders(root)
+    clips_per_speaker: dict[str, int] = {}
+    for recording in recordings:
+        clips_per_speaker[recording.speaker] = clips_per_speaker.get(recording.speaker, 0) + 1
+    kept_speakers = tuple(sorted(s for s, n in clips_per_speaker.items() if n >= min_clips))
+    if len(kept_speakers) < 2:
+        raise CorpusError(
+            f"{root}: only {len(kept_speakers)} speaker(s) have at least {min_clips} clips; "
+            "speaker ID needs two or more (lower min_clips)"
+        )
+    kept = [r for r in recordings if r.speaker in kept_speakers]
+    splits = per_speaker_splits(kept)
+    utterances = [
+        Utterance(utt_id=r.utt_id, path=r.path, label=kept_speakers.index(r.speaker), speaker=r.speaker,
+                  split=splits[r.utt_id], word=r.word)
+        for r in kept
+    ]  # fmt: skip
+    word_folders = {r.folder for r in recordings}
+    version = VERSION_BY_WORD_COUNT.get(len(word_folders), "unknown")
+    selection = (
+        f"{len(kept_speakers)} of {len(clips_per_speaker)} speakers kept (at least {min_clips} clips each): "
+        f"{len(kept)} of {len(recordings)} clips"
+    )
+    info = {
+        "version": version,
+        "layout": "word folders",
+        "min_clips": min_clips,
+        "speakers_kept": len(kept_speakers),
+        "speakers_found": len(clips_per_speaker),
+        "clips_kept": len(kept),
+        "clips_found": len(recordings),
+        "splits_from": f"per speaker, {SID_HELD_OUT_SHARE:.0%} test / {SID_HELD_OUT_SHARE:.0%} validation by clip-id hash",
+        "notes": [selection],
+    }
+    name = _corpus_name(version, "sid")
+    return build_corpus(name, "sid", root, kept_speakers, utterances, CLIP_SECONDS, info)
+
+
 @CORPORA.register("speech-commands")
 def load(task: str, path: str | None, cache_dir: Path, **options) -> Corpus:
-    """Corpus spec `speech-commands:PATH`; options: setup, test_root, recompute_splits."""
-    check_task("speech-commands", task, ("kws",))
-    reject_unknown_options("speech-commands", options, ("setup", "test_root", "recompute_splits"))
+    """Corpus spec `speech-commands:PATH`; kws options: setup, test_root, recompute_splits; sid: min_clips."""
+    check_task("speech-commands", task, ("kws", "sid"))
     if path is None:
         raise CorpusError("corpus 'speech-commands' needs the folder of a local copy: speech-commands:PATH")
+    if task == "sid":
+        reject_unknown_options("speech-commands (sid)", options, ("min_clips",))
+        return load_speech_commands_sid(path, **options)
+    reject_unknown_options("speech-commands", options, ("setup", "test_root", "recompute_splits"))
     return load_speech_commands(path, cache_dir=cache_dir, **options)

@@ -72,7 +72,8 @@ def _epochs(run: Run) -> int:
     try:
         from ..training.recipes import default_train_config
 
-        return int(default_train_config(run.config["task"], run.config["model"]).epochs)
+        recipe = run.config.get("train", {}).get("recipe", "early-stop")
+        return int(default_train_config(run.config["task"], run.config["model"], recipe).epochs)
     except Exception:  # the recipe may need data or names this estimate does not have
         return DEFAULT_EPOCHS
 

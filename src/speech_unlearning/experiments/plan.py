@@ -202,7 +202,12 @@ def _corpus_label(config: BenchConfig, task: str) -> str:
 
 
 def _train_settings(config: BenchConfig) -> dict[str, Any]:
-    return {"epochs": config.epochs, "max_seconds": config.max_train_seconds}
+    """Epochs and time cap, and the recipe unless it is early-stop (the only recipe before the
+    option existed, so the run keys of grids made then stay the same)."""
+    settings: dict[str, Any] = {"epochs": config.epochs, "max_seconds": config.max_train_seconds}
+    if config.recipe != "early-stop":
+        settings["recipe"] = config.recipe
+    return settings
 
 
 def _retrain_settings(config: BenchConfig) -> dict[str, Any]:

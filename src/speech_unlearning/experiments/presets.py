@@ -22,7 +22,7 @@ from ..registry import Registry
 
 TASKS = ("kws", "sid")
 SCENARIOS = ("sample", "class", "speaker")
-DATA_SOURCES = ("embedded", "fsdd", "superb")
+DATA_SOURCES = ("embedded", "fsdd", "speech-commands", "superb")
 
 # The seven backbones the paper averages over (Section 5.2).
 PAPER_BACKBONES = (
@@ -52,13 +52,18 @@ class BenchConfig:
 
     name: str = _help("name of the grid (the default run folder is runs/<name>)", default="custom")
     tasks: tuple[str, ...] = _help("tasks to run: kws, sid", default=TASKS)
-    data: Literal["embedded", "fsdd", "superb"] = _help(
-        "corpora: embedded (synthetic, built on first use), fsdd (real digits), "
+    data: Literal["embedded", "fsdd", "speech-commands", "superb"] = _help(
+        "corpora: embedded (synthetic, built on first use), fsdd (real digits), speech-commands (real "
+        "Speech Commands clips for both tasks: keywords, and the speakers with 20+ clips), "
         "superb (Speech Commands for kws, VoxCeleb1 for sid, from local paths)",
         default="embedded",
     )
     fsdd: str | None = _help("FSDD folder (default: $SPEECH_UNLEARNING_FSDD or ../shared/data/fsdd)", default=None)
-    speech_commands: str | None = _help("Speech Commands v0.01 folder (data=superb)", default=None)
+    speech_commands: str | None = _help(
+        "Speech Commands folder (data=superb or speech-commands; default for speech-commands: "
+        "$SPEECH_UNLEARNING_SPEECH_COMMANDS or ../shared/data/speech-commands-mini)",
+        default=None,
+    )
     voxceleb1: str | None = _help("VoxCeleb1 folder with iden_split.txt (data=superb)", default=None)
     kws_models: tuple[str, ...] = _help("backbones for keyword spotting", default=("kws-resnet",))
     sid_models: tuple[str, ...] = _help("backbones for speaker identification", default=("sid-xvector",))
@@ -80,6 +85,11 @@ class BenchConfig:
     methods: tuple[str, ...] = _help("unlearning methods, or 'all' for every registered method", default=("all",))
     class_count: int = _help("classes forgotten in each class-unlearning run", default=1)
     speaker_count: int = _help("speakers forgotten in each speaker-unlearning run", default=1)
+    recipe: Literal["converged", "early-stop"] = _help(
+        "training recipe of Original and Retrain: converged (a fixed schedule that fits the training data, "
+        "as deployed models are trained) or early-stop (shorter; stops once validation stalls)",
+        default="converged",
+    )
     epochs: int | None = _help("epochs for Original and Retrain (unset: the recipe's default)", default=None)
     max_train_seconds: float | None = _help("wall-time cap for each Original / Retrain training", default=None)
     retrain_match: Literal["epochs", "steps"] = _help(
@@ -177,8 +187,8 @@ class BenchConfig:
         if path is None:
             key = self.data_key(task)
             raise ConfigError(f"{key}: the data path is required to run data={self.data} (--set {key}=PATH)")
-        loader = {"fsdd": "fsdd", "kws": "speech-commands", "sid": "voxceleb1"}
-        name = loader["fsdd"] if self.data == "fsdd" else loader[task]
+        loader = {"kws": "speech-commands", "sid": "voxceleb1"}
+        name = self.data if self.data in ("fsdd", "speech-commands") else loader[task]
         return f"{name}:{Path(path).expanduser().resolve()}"
 
     def data_key(self, task: str) -> str:
@@ -187,7 +197,7 @@ class BenchConfig:
             return ""
         if self.data == "fsdd":
             return "fsdd"
-        return "speech_commands" if task == "kws" else "voxceleb1"
+        return "speech_commands" if task == "kws" or self.data == "speech-commands" else "voxceleb1"
 
     def data_path(self, task: str) -> str | None:
         """The configured data path for `task`, with FSDD's conventional default; None if unset."""
@@ -197,6 +207,11 @@ class BenchConfig:
         value = getattr(self, key)
         if value is None and key == "fsdd":
             return os.environ.get("SPEECH_UNLEARNING_FSDD", str(Path("..") / "shared" / "data" / "fsdd"))
+        if value is None and self.data == "speech-commands":
+            from ..data.speech_commands import default_speech_commands_root
+
+            found = default_speech_commands_root()
+            return str(found) if found is not None else None
         return value
 
     def missing_data(self) -> list[str]:
@@ -225,6 +240,17 @@ DEMO_MODEL_OPTIONS = {
     "kws-resnet": {"channels": 16},
     "sid-xvector": {"channels": 128, "stats_channels": 256, "embedding_dim": 128},
 }
+
+
+# Real-speech grids: ...
+REAL_MODEL_OPTIONS = {
+    "kws-resnet": {"channels": 24},
+    "sid-xvector": {"channels": 128, "stats_channels": 256, "embedding_dim": 128},
+}
+# The demo's real half keeps to the requests real speakers make (a few recordings, a speaker) to
+# stay within the demo's ten minutes; the real preset has every scenario.
+DEMO_REAL_SCENARIOS = ("sample", "speaker")
+DEMO_REAL_EPOCHS = 10
 
 
 @PRESETS.register("demo")
@@ -265,6 +291,33 @@ def quick_preset() -> BenchConfig:
 def fsdd_preset() -> BenchConfig:
     """The quick protocol on FSDD, real human speech (set the folder with --set fsdd=PATH)."""
     return dataclasses.replace(quick_preset(), name="fsdd", data="fsdd")
+
+
+@PRESETS.register("real")
+def real_preset() -> BenchConfig:
+    """The quick protocol on real speech: Speech Commands clips for both tasks (the keywords, and
+    the speakers with 20 or more clips), every scenario, Originals trained to fit their data.
+
+    The folder is `--set speech_commands=PATH`, else $SPEECH_UNLEARNING_SPEECH_COMMANDS, else the
+    mini corpus beside the project (../shared/data/speech-commands-mini). One forget ratio (5 %),
+    five seeds; the models at REAL_MODEL_OPTIONS widths with the converged recipe.
+    """
+    return dataclasses.replace(
+        quick_preset(), name="real", data="speech-commands",
+        model_options={name: dict(options) for name, options in REAL_MODEL_OPTIONS.items()},
+        ratios=(0.05,), seeds=(0, 1, 2, 3, 4), epochs=None, max_train_seconds=None,
+    )  # fmt: skip
+
+
+@PRESETS.register("demo-real")
+def demo_real_preset() -> BenchConfig:
+    """The demo's real-speech half (scripts/demo.sh runs it when a Speech Commands folder is
+    found): the real preset at one seed, with shorter training and 3 s unlearning runs."""
+    return dataclasses.replace(
+        real_preset(), name="demo-real", seeds=(0,), scenarios=DEMO_REAL_SCENARIOS,
+        model_options={name: dict(options) for name, options in DEMO_MODEL_OPTIONS.items()},
+        epochs=DEMO_REAL_EPOCHS, unlearn_cap_seconds=3.0,
+    )  # fmt: skip
 
 
 @PRESETS.register("paper")

@@ -132,6 +132,7 @@ class Table:
     seeds: tuple[int, ...] = ()
     ratios: tuple[float, ...] = ()
     retrain_matches: tuple[str, ...] = ("epochs",)
+    original_fit: str = ""  # how well the Originals fit their training data (see original_fit_line)
 
     @property
     def title(self) -> str:
@@ -238,6 +239,31 @@ def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
     return tables
 
 
+def original_fit_line(store: ResultStore, task: str, corpus: str) -> str:
+    """One line on the Originals of (task, corpus): train and test accuracy and their gap.
+
+    The train - test gap is what a membership attack can find and an unlearning method has to
+    remove: an Original that did not memorise (a gap near 0) leaves a method little to forget,
+    and then its own Avg. Gap, the "do nothing" row, is the figure every method has to beat.
+    """
+    fits = [r.metrics for r in store.records(stage="original", status="done")
+            if (r.config.get("task"), r.config.get("corpus")) == (task, corpus) and r.metrics]  # fmt: skip
+    if not fits:
+        return ""
+    cells = {key: Cell.of(100 * m[key] for m in fits if m.get(key) is not None)
+             for key in ("train_accuracy", "test_accuracy")}  # fmt: skip
+    gap = Cell.of(100 * (m["train_accuracy"] - m["test_accuracy"]) for m in fits
+                  if m.get("train_accuracy") is not None and m.get("test_accuracy") is not None)  # fmt: skip
+    return (f"Originals ({len(fits)}): train accuracy {cells['train_accuracy'].format(1)} %, test "
+            f"{cells['test_accuracy'].format(1)} %, train − test gap {gap.format(1)} pp.")
+
+
+def attach_original_fits(tables: Sequence[Table], store: ResultStore) -> None:
+    """Fill each table's `original_fit` line from the Originals in `store`."""
+    for table in tables:
+        table.original_fit = original_fit_line(store, table.task, table.corpus)
+
+
 def _gap_of_means(chosen: Sequence[EvalRow], retrain_by_cell: Mapping[tuple, EvalRow]) -> Cell:
     """Avg. Gap between the mean metrics of `chosen` and of Retrain over the runs both have."""
     pairs = [(row.metrics, retrain_by_cell[row.cell].metrics)
@@ -303,6 +329,8 @@ def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (),
         lines += ["No finished evaluation in this run folder yet.", ""]
     for table in tables:
         lines += [f"## {table.title}", "", _table_caption(table), "", *_markdown_table(table), ""]
+        if table.original_fit:
+            lines += [table.original_fit, ""]
     lines += ["## How to read the tables", ""] + [f"- {note}" for note in READING_NOTES] + [""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
@@ -527,7 +555,8 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
     with ResultStore.existing(run_dir) as store:
         rows = collect_rows(store)
         failures = store.records(status="failed")
-    tables = aggregate(rows)
+        tables = aggregate(rows)
+        attach_original_fits(tables, store)
     folder = run_dir / REPORT_FOLDER
     for owned in (folder, folder / PLOTS_FOLDER):  # leftovers of a report write that was killed
         clean_stale_temporaries(owned)
@@ -550,7 +579,8 @@ def format_terminal(run_dir: str | Path) -> str:
     """The Markdown tables only, for printing at the end of a bench."""
     with ResultStore(Path(run_dir) / "runs.sqlite") as store:
         tables = aggregate(collect_rows(store))
+        attach_original_fits(tables, store)
     lines = []
     for table in tables:
-        lines += [table.title, *_markdown_table(table), ""]
+        lines += [table.title, *_markdown_table(table), *([table.original_fit] if table.original_fit else []), ""]
     return "\n".join(lines)

@@ -87,8 +87,9 @@ def train_config_for(task: RunTask):
     """The recipe of (task, model) with the grid's epochs / time cap, the run's seed and device."""
     from ..training.recipes import default_train_config
 
-    config = default_train_config(task.config["task"], task.config["model"])
     settings = task.config.get("train", {})
+    # Grids made before recipes could be chosen have no key: they trained with early-stop.
+    config = default_train_config(task.config["task"], task.config["model"], settings.get("recipe", "early-stop"))
     changes: dict[str, Any] = {"seed": int(task.config["seed"]), "progress": False}
     if settings.get("epochs"):
         changes["epochs"] = int(settings["epochs"])
@@ -107,9 +108,13 @@ def _eligible_classes(corpus) -> list[str]:
 
 
 def _eligible_speakers(corpus) -> list[str]:
-    """Speakers with at least the median number of training recordings (so Df is not trivial)."""
+    """People with at least the median number of training recordings (so Df is not trivial);
+    the pseudo-speakers of noise clips are never drawn."""
+    from ..data.corpus import is_person
+
     train = corpus.indices("train")
-    speakers, counts = np.unique(corpus.speakers[train], return_counts=True)
+    people = [index for index in train if is_person(corpus.speakers[index])]
+    speakers, counts = np.unique(corpus.speakers[people], return_counts=True)
     return sorted(speakers[counts >= np.median(counts)].tolist())
 
 

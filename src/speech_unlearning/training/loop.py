@@ -41,6 +41,9 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine")
+KEEP_CHOICES: tuple[str, ...] = ("best", "last")
+# augment(inputs (B, ...)) -> augmented inputs of the same shape, applied to training batches only
+Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
 @OPTIMIZERS.register("adamw")
@@ -105,6 +108,20 @@ class TrainConfig:
         default=0,
         metadata={"help": "CPU threads torch may use while training; 0 = torch's default (all cores)"},
     )
+    keep: str = field(
+        default="best",
+        metadata={"help": "weights fit returns: best (the best validation epoch) | last (the end of the schedule)"},
+    )
+    shift_ms: float = field(default=0.0, metadata={"help": "augmentation: random time shift of up to this many ms"})
+    noise_prob: float = field(
+        default=0.0, metadata={"help": "augmentation: chance of mixing in background noise (needs a noise folder)"}
+    )
+    noise_snr_db_low: float = field(default=5.0, metadata={"help": "augmentation: lowest SNR of mixed-in noise, dB"})
+    noise_snr_db_high: float = field(default=20.0, metadata={"help": "augmentation: highest SNR of mixed-in noise, dB"})
+    freq_masks: int = field(default=0, metadata={"help": "augmentation: SpecAugment frequency masks per clip"})
+    freq_mask_bins: int = field(default=7, metadata={"help": "augmentation: widest frequency mask, in mel bins"})
+    time_masks: int = field(default=0, metadata={"help": "augmentation: SpecAugment time masks per clip"})
+    time_mask_frames: int = field(default=10, metadata={"help": "augmentation: widest time mask, in frames"})
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
@@ -136,6 +153,21 @@ class TrainConfig:
             f"must be positive or None, got {self.max_grad_norm}",
         )
         require(self.threads >= 0, "threads", f"must be >= 0, got {self.threads}")
+        require(self.keep in KEEP_CHOICES, "keep", f"{self.keep!r} is not one of {', '.join(KEEP_CHOICES)}")
+        require(self.shift_ms >= 0, "shift_ms", f"must be >= 0, got {self.shift_ms}")
+        require(0 <= self.noise_prob <= 1, "noise_prob", f"must be in [0, 1], got {self.noise_prob}")
+        require(
+            self.noise_snr_db_low <= self.noise_snr_db_high,
+            "noise_snr_db_low",
+            f"must be <= noise_snr_db_high ({self.noise_snr_db_high}), got {self.noise_snr_db_low}",
+        )
+        for name in ("freq_masks", "freq_mask_bins", "time_masks", "time_mask_frames"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def augments(self) -> bool:
+        """Whether any training-time augmentation is switched on."""
+        return self.shift_ms > 0 or self.noise_prob > 0 or self.freq_masks > 0 or self.time_masks > 0
 
 
 @dataclass
@@ -461,6 +493,7 @@ class _Run:
     generator: torch.Generator
     budget: Budget
     bar: tqdm
+    augment: Augment | None = None
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -512,6 +545,8 @@ def _train_epoch(run: _Run, epoch: int) -> _EpochStats:
         rows_seen += len(rows)
         if labels.shape[0] == 1 and len(run.train) > 1:
             continue  # batch norm cannot normalise a single example in training mode
+        if run.augment is not None:
+            inputs = run.augment(inputs)
         _train_step(run, inputs, labels, rows, stats)
         stats.compute_seconds += time.perf_counter() - step_start
         run.bar.update(1)
@@ -531,7 +566,14 @@ def _default_loss_fn(label_smoothing: float) -> LossFn:
     return loss_fn
 
 
-def _start_run(model: nn.Module, train: ArrayData, config: TrainConfig, loss_fn: LossFn | None, device: torch.device) -> _Run:
+def _start_run(
+    model: nn.Module,
+    train: ArrayData,
+    config: TrainConfig,
+    loss_fn: LossFn | None,
+    device: torch.device,
+    augment: Augment | None = None,
+) -> _Run:
     generator = seed_everything(config.seed)
     model.to(device)
     optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr, config.weight_decay, config.momentum)
@@ -549,6 +591,7 @@ def _start_run(model: nn.Module, train: ArrayData, config: TrainConfig, loss_fn:
         generator=generator,
         budget=Budget(config.max_seconds),
         bar=bar,
+        augment=augment,
     )
 
 
@@ -558,16 +601,20 @@ def fit(
     validation: ArrayData | None,
     config: TrainConfig,
     loss_fn: LossFn | None = None,
+    augment: Augment | None = None,
 ) -> TrainResult:
     """Train `model` in place on `train` and return what happened.
 
     - Shuffles with a generator seeded from `config.seed`; see the module docstring on determinism.
     - `loss_fn(logits, labels, corpus_indices) -> (B,)` replaces the per-sample cross-entropy
       (e.g. to re-weight examples); the step minimises its mean.
+    - `augment(inputs) -> inputs` transforms each training batch (see training.augment); the
+      validation passes read clean features.
     - With a non-empty `validation` set, evaluates after every epoch, stops once `patience`
       epochs pass in which neither validation accuracy nor validation loss improved, and returns
-      with the best epoch's weights (accuracy, ties broken by lower loss). Without one, it runs
-      all epochs and keeps the last weights.
+      with the best epoch's weights (accuracy, ties broken by lower loss), or the last epoch's
+      with `keep="last"` (a converged recipe). Without one, it runs all epochs and keeps the
+      last weights.
     - `max_seconds` caps the wall time (validation included): the loop stops after the step that
       crosses it (so at least one step always runs), still validates the partial epoch, and
       records `budget_exhausted` when training was cut short.
@@ -587,7 +634,7 @@ def fit(
     stopped_early = budget_exhausted = False
     device = select_device(config.device)
     with deterministic_algorithms(config.deterministic, device), cpu_threads(config.threads):
-        run = _start_run(model, train, config, loss_fn, device)
+        run = _start_run(model, train, config, loss_fn, device, augment)
         with run.bar:
             for epoch in range(1, config.epochs + 1):
                 epoch_start = time.perf_counter()
@@ -606,11 +653,13 @@ def fit(
                 stopped_early = validation is not None and best.out_of_patience and epoch < config.epochs
                 if budget_exhausted or stopped_early:
                     break
-    best.restore(model)
+    keep_best = validation is not None and config.keep == "best"
+    if keep_best:
+        best.restore(model)
     return TrainResult(
         seconds=time.perf_counter() - start,
         epochs_run=len(history),
-        best_epoch=best.best_epoch if validation is not None else len(history),
+        best_epoch=best.best_epoch if keep_best else len(history),
         history=history,
         stopped_early=stopped_early and not budget_exhausted,
         budget_exhausted=budget_exhausted,
