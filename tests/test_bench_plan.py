@@ -22,7 +22,7 @@ def expected_counts(config: BenchConfig, methods: int) -> dict[str, int]:
         splits_per_seed = len(config.ratios) * ("sample" in scenarios) + ("class" in scenarios) + ("speaker" in scenarios)
         retrains += len(config.models_for(task)) * len(config.seeds) * splits_per_seed
     return {"corpus": len(config.tasks), "original": originals, "retrain": retrains, "tune": 0,
-            "unlearn": retrains * methods, "evaluate": retrains * (methods + 2)}
+            "unlearn": retrains * methods, "evaluate": retrains * (methods + 2), "ensemble": 0}
 
 
 @pytest.mark.parametrize("name", PRESETS.names())
@@ -40,7 +40,7 @@ def test_demo_and_paper_grids_are_what_the_protocol_says():
     methods = len(demo.methods)
     assert methods == len(resolve_methods(resolve_config("demo"))) >= 5
     assert demo.counts() == {"corpus": 2, "original": 2, "retrain": 4, "tune": 0, "unlearn": 4 * methods,
-                             "evaluate": 4 * (methods + 2)}
+                             "evaluate": 4 * (methods + 2), "ensemble": 0}
     paper = resolve_config("paper")
     assert paper.kws_models == paper.sid_models == PAPER_BACKBONES and len(PAPER_BACKBONES) == 7
     assert paper.ratios == tuple(round(0.01 * k, 2) for k in range(1, 11)) and paper.seeds == (0, 1, 2, 3, 4)

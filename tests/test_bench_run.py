@@ -74,7 +74,8 @@ def statuses(run_dir: Path) -> dict[str, str]:
 
 def test_every_run_executes_once_after_its_inputs(tmp_path):
     plan = small_plan()
-    assert plan.counts() == {"corpus": 1, "original": 1, "retrain": 2, "tune": 0, "unlearn": 4, "evaluate": 8}
+    assert plan.counts() == {"corpus": 1, "original": 1, "retrain": 2, "tune": 0, "unlearn": 4, "evaluate": 8,
+                             "ensemble": 0}
     summary = run(plan, tmp_path)
     assert sorted(summary.executed) == sorted(run.key for run in plan.runs)
     assert summary.failed == [] and summary.skipped == 0

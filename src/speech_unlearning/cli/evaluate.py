@@ -9,6 +9,16 @@ membership inference, representation probe, relearning attack, time) is computed
 model given. With --reference (a model retrained on Dr) the report adds the gap of every
 metric to it and the Avg. Gap. report.json and report.md go to --out (default: the folder
 `<checkpoint>-eval` beside the checkpoint); the headline table is printed.
+
+Several unlearned models (--checkpoint repeated: one method, other seeds) and several Retrains
+(--reference repeated, or a folder of Retrain checkpoints) are scored as ensembles: every model
+gets the same metrics, and the report adds, per row (the unlearned models, the Original, the
+first half of the Retrains against the second), the forgetting score, U-LiRA and the informed
+attack (K >= 3 on both sides), the Retrain spread of every metric, "indistinguishable from Retrain
+on N of M metrics", and the no-op / nothing-measurable-to-forget verdicts:
+
+    speech-unlearn evaluate --checkpoint runs/u0 --checkpoint runs/u1 --checkpoint runs/u2 \\
+        --reference runs/retrains/ --original runs/kws-original
 """
 
 from __future__ import annotations
@@ -31,11 +41,14 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     folder = dict(type=Path, metavar="DIR")
-    parser.add_argument("--checkpoint", required=True, **folder, help="checkpoint folder of the unlearned model")
+    parser.add_argument("--checkpoint", required=True, action="append", **folder,
+                        help="checkpoint folder of the unlearned model; repeat for one method's other seeds")
     parser.add_argument(
         "--split", type=Path, metavar="FILE", help="split JSON file (default: the split recorded in the checkpoint)"
     )
-    parser.add_argument("--reference", **folder, help="checkpoint retrained on Dr; enables the gap to retrain")
+    parser.add_argument("--reference", action="append", **folder,
+                        help="checkpoint retrained on Dr (enables the gap to retrain), or a folder of such "
+                             "checkpoints; repeat for a Retrain ensemble (the first one is the gap's reference)")
     parser.add_argument("--original", **folder, help="checkpoint of the model before unlearning, for comparison")
     parser.add_argument("--out", **folder, help="report folder (default: <checkpoint>-eval beside the checkpoint)")
     parser.add_argument(
@@ -85,16 +98,39 @@ def parse_metric_names(text: str | None) -> list[str] | None:
     return names
 
 
+def _folders(args: argparse.Namespace, option: str) -> list[Path]:
+    """The folders given with `option` (repeatable options are lists, --original one path or None)."""
+    value = getattr(args, option.lstrip("-"))
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
 def check_paths(args: argparse.Namespace) -> None:
     """Every checkpoint folder and the split file must exist; --out must not be a file."""
     for option in CHECKPOINT_OPTIONS:
-        folder = getattr(args, option.lstrip("-"))
-        if folder is not None and not folder.is_dir():
-            raise FileNotFoundError(f"{option} {folder}: no such checkpoint folder")
+        for folder in _folders(args, option):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{option} {folder}: no such checkpoint folder")
     if args.split is not None and not args.split.is_file():
         raise FileNotFoundError(f"--split {args.split}: no such split file")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out}: exists and is not a folder")
+
+
+def expand_checkpoints(folders: list[Path], option: str) -> list[Path]:
+    """Each folder that is a checkpoint, else its sub-folders that are (sorted by name); a folder
+    with neither is an error naming it."""
+    from ..models.checkpoint import WEIGHTS_FILE
+
+    expanded = []
+    for folder in folders:
+        if (folder / WEIGHTS_FILE).is_file():
+            expanded.append(folder)
+            continue
+        inside = sorted(child for child in folder.iterdir() if (child / WEIGHTS_FILE).is_file())
+        if not inside:
+            raise FileNotFoundError(f"{option} {folder}: neither a checkpoint nor a folder of checkpoints")
+        expanded += inside
+    return expanded
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -183,6 +219,32 @@ def retrain_seconds_of(metadata: dict) -> float | None:
 # --- the command ------------------------------------------------------------------------------
 
 
+def _method_name(metadata: dict) -> str:
+    """The unlearning method the checkpoint records last, else "unlearned"."""
+    history = metadata.get("history") or []
+    return str(history[-1].get("method") or "unlearned") if history else "unlearned"
+
+
+def ensemble_rows(models: list, references: list, original, tables: list, reference_tables: list,
+                  original_table: dict | None, forget, method: str) -> list[dict]:
+    """Rows of the unlearned models, the Original (if given) and the Retrain halves (K >= 4) against
+    the Retrains (evaluation/retrain_ensemble.py)."""
+    from ..evaluation import is_no_op, stack_logits
+    from ..evaluation import retrain_ensemble as ensemble
+    from ..evaluation.per_example import view_labels
+
+    labels = view_labels(forget)
+    retrained = ensemble.pool_of(stack_logits(references, forget), reference_tables)
+    no_op = original is not None and all(is_no_op(model, original) for model in models)
+    rows = [ensemble.method_row(method, labels, ensemble.pool_of(stack_logits(models, forget), tables), retrained,
+                                tables, reference_tables, no_op)]
+    if original is not None and original_table is not None:
+        rows.append(ensemble.original_row(labels, ensemble.pool_of(stack_logits([original], forget), [original_table]),
+                                          retrained, [original_table], reference_tables))
+    halves = ensemble.retrain_reference_row(labels, retrained, reference_tables)
+    return rows + ([halves] if halves is not None else [])
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.features import load_features
     from ..evaluation import evaluate_unlearning, format_summary, write_report
@@ -191,40 +253,67 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = parse_metric_names(args.metrics)
     check_paths(args)
+    checkpoints = expand_checkpoints(args.checkpoint, "--checkpoint")
+    references = expand_checkpoints(args.reference or [], "--reference")
+    if len(checkpoints) > 1 and not references:
+        raise ValueError("--checkpoint given several times: pass the Retrains too (--reference, repeatable)")
     device = select_device(args.device)
-    subject_metadata = read_metadata(args.checkpoint)
-    spec, task = corpus_request(subject_metadata, args.corpus, args.checkpoint)
+    subject_metadata = read_metadata(checkpoints[0])
+    spec, task = corpus_request(subject_metadata, args.corpus, checkpoints[0])
     cache_dir = args.cache_dir or default_cache_dir()
     corpus = load_corpus(spec, task, cache_dir=cache_dir)
-    feature_spec = feature_spec_of(subject_metadata, args.checkpoint)
-    models = {
-        option: load_model_for(getattr(args, option.lstrip("-")), option, corpus, feature_spec, device)
-        for option in CHECKPOINT_OPTIONS
-        if getattr(args, option.lstrip("-")) is not None
-    }
-    model, metadata = models["--checkpoint"]
-    split = load_split_for(args.split, metadata, corpus, args.checkpoint)
+    feature_spec = feature_spec_of(subject_metadata, checkpoints[0])
+    load = lambda folder, option: load_model_for(folder, option, corpus, feature_spec, device)  # noqa: E731
+    unlearned = [load(folder, "--checkpoint") for folder in checkpoints]
+    retrained = [load(folder, "--reference") for folder in references]
+    model, metadata = unlearned[0]
+    split = load_split_for(args.split, metadata, corpus, checkpoints[0])
     features = load_features(corpus, feature_spec, cache_dir, progress=not args.no_progress)
-    original, _ = models.get("--original", (None, {}))
-    reference, reference_metadata = models.get("--reference", (None, {}))
+    original, _ = load(args.original, "--original") if args.original is not None else (None, {})
+    reference, reference_metadata = retrained[0] if retrained else (None, {})
     unlearn_seconds = args.unlearn_seconds if args.unlearn_seconds is not None else unlearn_seconds_of(metadata)
     retrain_seconds = args.retrain_seconds
     if retrain_seconds is None:
         retrain_seconds = retrain_seconds_of(reference_metadata)
+    common = dict(metrics=metrics, seed=args.seed, progress=not args.no_progress)
     report = evaluate_unlearning(
-        model,
-        features,
-        corpus,
-        split,
-        original=original,
-        reference=reference,
-        unlearn_seconds=unlearn_seconds,
-        retrain_seconds=retrain_seconds,
-        metrics=metrics,
-        seed=args.seed,
-        progress=not args.no_progress,
+        model, features, corpus, split, original=original, reference=reference, unlearn_seconds=unlearn_seconds,
+        retrain_seconds=retrain_seconds, **common,
     )
-    json_path, md_path = write_report(args.out or default_output(args.checkpoint), report)
+    if len(unlearned) > 1 or len(retrained) > 1:
+        report["ensemble"] = _ensemble_section(report, unlearned, retrained, original, features, corpus, split, common)
+    json_path, md_path = write_report(args.out or default_output(checkpoints[0]), report)
     print(format_summary(report))
+    if "ensemble" in report:
+        print("\n" + _format_ensemble(report["ensemble"]))
     print(f"\nreport: {json_path} and {md_path}", file=sys.stderr)
     return 0
+
+
+def _ensemble_section(report: dict, unlearned: list, retrained: list, original, features, corpus, split,
+                      common: dict) -> dict:
+    """Every other model scored with the same metrics (no reference: only its own table is used),
+    then the ensemble rows."""
+    from ..evaluation import evaluate_unlearning
+    from ..training.data import ArrayData
+
+    def table(model) -> dict:
+        return evaluate_unlearning(model, features, corpus, split, **common)["models"]["unlearned"]
+
+    tables = [report["models"]["unlearned"]] + [table(model) for model, _ in unlearned[1:]]
+    reference_tables = ([report["models"]["retrained"]] if retrained else []) + [table(m) for m, _ in retrained[1:]]
+    forget = ArrayData(features, corpus.labels, split.forget_indices(corpus))
+    rows = ensemble_rows([m for m, _ in unlearned], [m for m, _ in retrained], original, tables, reference_tables,
+                         report["models"].get("original"), forget, _method_name(unlearned[0][1]))
+    return {"rows": rows, "n_unlearned": len(unlearned), "n_retrains": len(retrained)}
+
+
+def _format_ensemble(section: dict) -> str:
+    """The ensemble rows as a table, each row's headline, and the sign conventions."""
+    from ..evaluation.retrain_ensemble import format_rows
+    from ..experiments.report import ENSEMBLE_NOTES
+
+    lines = [f"Against {section['n_retrains']} Retrains ({section['n_unlearned']} unlearned model(s)):",
+             format_rows(section["rows"]), ""]
+    lines += [f"{row['method']}: {row['spread']['headline']}" for row in section["rows"]]
+    return "\n".join(lines + [""] + [f"- {note}" for note in ENSEMBLE_NOTES[1:]])

@@ -6,37 +6,103 @@ models when given) and returns a report dict, which `write_report` saves as repo
 report.md. The attacks are also usable on plain arrays: `loss_mia`, `svc_mia`,
 `representation_probe`, `relearn_attack`; `gap_to_retrain` compares two metric tables,
 `gap_of_means` the averages of several.
+
+Scores of K unlearned models against K Retrains register in `ENSEMBLE_METRICS`
+(forgetting_quality, ulira, informed_attack) and run through `evaluate_ensemble`; on plain arrays
+they are the functions of the modules of the same names (`forgetting_quality.forgetting_quality`,
+`final_score`, `ulira_attack`, `informed_attack.informed_attack`).
+`indistinguishability` tests every metric against the Retrains' spread; `nothing_to_forget` and
+`is_no_op` flag splits and methods where a pass means nothing. `confidence_matrix` and
+`feature_tensor` turn a list of models into their per-example inputs.
 """
 
+from .ensemble import (
+    ENSEMBLE_METRICS,
+    EnsembleOutputs,
+    EnsembleSettings,
+    ModelPool,
+    evaluate_ensemble,
+    model_pool,
+    register_ensemble_metric,
+)
+from .forgetting_quality import ForgettingQuality, example_epsilons, final_score
 from .gap import gap_of_means, gap_to_retrain
+from .spread import (
+    RetrainComparison,
+    compare_with_retrains,
+    indistinguishability,
+    is_no_op,
+    metric_values,
+    nothing_to_forget,
+)
+from .informed_attack import ATTACK_CLASSIFIERS, InformedAttackConfig
 from .metrics import METRICS, EvalContext, EvalSettings, Metric, MetricSkipped, metric_names, register_metric
 from .mia import MIAInputError, loss_mia, modified_entropy, prediction_entropy, svc_mia, true_label_confidence
+from .per_example import (
+    FEATURE_NAMES,
+    attack_features,
+    confidence_matrix,
+    feature_tensor,
+    logit_scaled_confidence,
+    stack_logits,
+)
 from .probe import representation_probe
 from .relearn import RelearnConfig, relearn_attack
 from .report import SCHEMA_VERSION, evaluate_unlearning, format_markdown, format_summary, write_report
+from .roc import roc_auc, tpr_at_fpr
+from .ulira import ULiRAConfig, ulira_attack, ulira_scores
 
 __all__ = [
+    "ATTACK_CLASSIFIERS",
+    "ENSEMBLE_METRICS",
+    "FEATURE_NAMES",
     "METRICS",
     "SCHEMA_VERSION",
+    "EnsembleOutputs",
+    "EnsembleSettings",
     "EvalContext",
     "EvalSettings",
+    "ForgettingQuality",
+    "InformedAttackConfig",
     "MIAInputError",
     "Metric",
     "MetricSkipped",
+    "ModelPool",
     "RelearnConfig",
+    "RetrainComparison",
+    "ULiRAConfig",
+    "attack_features",
+    "compare_with_retrains",
+    "confidence_matrix",
+    "evaluate_ensemble",
     "evaluate_unlearning",
+    "example_epsilons",
+    "feature_tensor",
+    "final_score",
     "format_markdown",
     "format_summary",
     "gap_of_means",
     "gap_to_retrain",
+    "indistinguishability",
+    "is_no_op",
+    "logit_scaled_confidence",
     "loss_mia",
     "metric_names",
+    "metric_values",
+    "model_pool",
     "modified_entropy",
+    "nothing_to_forget",
     "prediction_entropy",
+    "register_ensemble_metric",
     "register_metric",
     "relearn_attack",
     "representation_probe",
+    "roc_auc",
+    "stack_logits",
     "svc_mia",
+    "tpr_at_fpr",
     "true_label_confidence",
+    "ulira_attack",
+    "ulira_scores",
     "write_report",
 ]

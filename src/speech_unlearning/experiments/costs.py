@@ -137,9 +137,22 @@ def table_estimate(run: Run, plan: Plan) -> float:
     evaluate_seconds = passes * sizes[1] / 1000 * per_1k * INFERENCE_FRACTION
     if run.stage == "unlearn":
         return unlearn_seconds
+    if run.stage == "ensemble":
+        return _ensemble_seconds(run, sizes, per_1k)
     if run.stage == "tune":
         return unlearn_seconds + evaluate_seconds
     return evaluate_seconds
+
+
+# The informed attack fits one small classifier per held-out seed over every (model, Df example) row.
+ENSEMBLE_FIXED_SECONDS = 5.0
+
+
+def _ensemble_seconds(run: Run, sizes: tuple[int, int], per_1k: float) -> float:
+    """Forward passes of every model of the row on Df, plus the attacks' fits."""
+    models = len(run.config["subjects"]) + len(run.config["retrains"])
+    forget_rows = sizes[0] * _forget_fraction(run.config["split"])
+    return models * forget_rows / 1000 * per_1k * INFERENCE_FRACTION + ENSEMBLE_FIXED_SECONDS
 
 
 def _measure_key(run_config: Mapping) -> tuple:
@@ -195,6 +208,10 @@ def describe_plan(plan: Plan, estimate: Estimate, statuses: Mapping[str, str], r
     lines.append(f"  forget ratios {ratios}; seeds {', '.join(map(str, config.seeds))}; "
                  f"class targets {config.class_count}, speaker targets {config.speaker_count}")
     lines.append(f"  methods ({len(plan.methods)}): {', '.join(plan.methods)}")
+    if config.retrain_seeds > 1 or config.unlearn_seeds > 1:
+        lines.append(f"  per forget split: {config.retrain_seeds} Retrain(s) (seeds other than the Original's), "
+                     f"{config.unlearn_seeds} unlearned model(s) per method (own seeds); "
+                     f"{len(plan.stage_runs('ensemble'))} ensemble rows")
     if config.tune:
         lines.append(f"  tuning: {len(plan.tune_groups)} groups x {len(plan.stage_runs('tune')) // max(1, len(plan.tune_groups))}"
                      " grid points on validation forget splits")

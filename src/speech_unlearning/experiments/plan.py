@@ -7,7 +7,14 @@ A `Run` is one unit of work of one stage:
 - `retrain`  train the Retrain reference on Dr once per split (and backbone);
 - `tune`     one point of a method's hyper-parameter grid on a validation forget split (--tune);
 - `unlearn`  one unlearning method applied to an original model for one split;
-- `evaluate` the metrics of one model (Original, Retrain or an unlearned one) on one split.
+- `evaluate` the metrics of one model (Original, Retrain or an unlearned one) on one split;
+- `ensemble` with `retrain_seeds` >= 2: one row of a split scored against its K Retrains (the
+             Retrain spread, the indistinguishability test and, with K >= 3 on both sides, the
+             forgetting score, U-LiRA and the informed attack); see experiments/ensembles.py.
+
+With `retrain_seeds` = K > 1 a split has K Retrains (its reference set), all with the same Dr and
+seeds other than the Original's; with `unlearn_seeds` = K > 1 every method runs K times on the
+split, each with its own seed. Each of them has its own evaluation.
 
 Each run is identified by the sha256 of its canonical config (`Run.key`); the config of a run
 holds the keys of the runs it builds on, so a change anywhere upstream gives new keys
@@ -26,10 +33,17 @@ from ..config import ConfigError
 from ..io import sha256_json
 from .presets import REFERENCE_NAMES, BenchConfig
 
-STAGES = ("corpus", "original", "retrain", "tune", "unlearn", "evaluate")
+STAGES = ("corpus", "original", "retrain", "tune", "unlearn", "evaluate", "ensemble")
 # Seeds of the validation forget splits used for tuning are offset so they never coincide
 # with a test split's draw.
 VALIDATION_SEED_OFFSET = 10_000
+# Replica r of a split's Retrains trains with seed + REPLICA_SEED_OFFSET * (r + 1), so never with the
+# Original's seed; unlearned replica u >= 1 runs with seed + REPLICA_SEED_OFFSET * u (replica 0 keeps
+# the split's seed, as a single unlearning run always did).
+REPLICA_SEED_OFFSET = 1_000
+# The Retrain-vs-Retrain row compares two halves of the Retrains, and the spread test needs two
+# values on each side.
+REFERENCE_ROW_MIN_RETRAINS = 4
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,9 @@ class Run:
             parts.append(config["model"])
         if "seed" in config:
             parts.append(f"seed={config['seed']}")
+        for name in ("init_seed", "unlearn_seed"):
+            if name in config:
+                parts.append(f"{name}={config[name]}")
         split = config.get("split")
         if split:
             parts.append(describe_split(split))
@@ -219,6 +236,16 @@ def _retrain_settings(config: BenchConfig) -> dict[str, Any]:
     return settings
 
 
+def retrain_seed(seed: int, replica: int) -> int:
+    """Training seed of Retrain replica `replica` of a split whose Original has `seed`."""
+    return seed + REPLICA_SEED_OFFSET * (replica + 1)
+
+
+def unlearn_seed(seed: int, replica: int) -> int:
+    """Seed of unlearned replica `replica` (replica 0: the split's seed)."""
+    return seed + REPLICA_SEED_OFFSET * replica
+
+
 def _model_options(config: BenchConfig, model: str) -> dict[str, Any]:
     """Options for create_model: the grid's `model_options` for this backbone and, with model_dir
     set, `source` = model_dir/<name> for a backbone that loads pretrained weights."""
@@ -301,18 +328,25 @@ class _PlanBuilder:
                     self.build_cell(base, corpus, original, split, groups.get(split["scenario"], {}))
 
     def build_cell(self, base: dict, corpus: Run, original: Run, split: dict, groups: dict[str, TuneGroup]) -> None:
-        """Retrain, every method and the evaluations for one split of one original model."""
+        """The Retrains, every method and the evaluations for one split of one original model; the
+        ensemble rows when the split has several Retrains."""
         seed = original.config["seed"]
-        retrain = self.add("retrain", {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config)},
-                           [corpus.key])
+        retrains = self.retrains(base, corpus, seed, split)
+        retrain = retrains[0]  # draws the split, sets the time budget, is every per-run gap's reference
         cell = {**base, "seed": seed, "split": split, "original": original.key, "retrain": retrain.key}
         # The Retrain's own evaluation comes first: every other evaluation of the cell reuses its
         # metric table as the reference instead of recomputing it.
         reference = self.add("evaluate", {**cell, "method": "retrain", "subject": retrain.key,
                                           "options": self.eval_options()}, [original.key, retrain.key])
         cell = {**cell, "reference_eval": reference.key}
-        self.add("evaluate", {**cell, "method": "original", "subject": original.key, "options": self.eval_options()},
-                 [original.key, retrain.key, reference.key])
+        retrain_evals = [reference] + [
+            self.add("evaluate", {**cell, "method": "retrain", "subject": replica.key, "options": self.eval_options()},
+                     [original.key, retrain.key, replica.key, reference.key])
+            for replica in retrains[1:]
+        ]
+        original_eval = self.add("evaluate", {**cell, "method": "original", "subject": original.key,
+                                              "options": self.eval_options()}, [original.key, retrain.key, reference.key])
+        rows = {"original": ([original], [original_eval]), "retrain": ([], [])}
         for method in self.methods:
             group = groups.get(method)
             if group is not None:
@@ -321,12 +355,44 @@ class _PlanBuilder:
             else:
                 hyper = {"overrides": dict(self.config.method_overrides.get(method, {}))}
                 tune_deps = ()
-            unlearn = self.add(
-                "unlearn", {**cell, "method": method, "hyper": hyper, "budget": self.budget()},
-                [original.key, retrain.key, *tune_deps],
-            )
-            self.add("evaluate", {**cell, "method": method, "subject": unlearn.key, "options": self.eval_options()},
-                     [unlearn.key, original.key, retrain.key, reference.key])
+            unlearned, evaluations = [], []
+            for replica in range(self.config.unlearn_seeds):
+                # Replica 0 has no seed key, so a grid of one unlearning run per split keeps its keys.
+                seeded = {"unlearn_seed": unlearn_seed(seed, replica)} if replica else {}
+                unlearn = self.add(
+                    "unlearn", {**cell, "method": method, "hyper": hyper, "budget": self.budget(), **seeded},
+                    [original.key, retrain.key, *tune_deps],
+                )
+                evaluation = self.add(
+                    "evaluate", {**cell, "method": method, "subject": unlearn.key, "options": self.eval_options()},
+                    [unlearn.key, original.key, retrain.key, reference.key])
+                unlearned.append(unlearn)
+                evaluations.append(evaluation)
+            rows[method] = (unlearned, evaluations)
+        if len(retrains) < REFERENCE_ROW_MIN_RETRAINS:
+            del rows["retrain"]
+        if len(retrains) >= 2:
+            for method, (subjects, evaluations) in rows.items():
+                self.add_ensemble(cell, method, subjects, evaluations, retrains, retrain_evals, original)
+
+    def retrains(self, base: dict, corpus: Run, seed: int, split: dict) -> list[Run]:
+        """The split's reference set: one Retrain with the Original's seed (keys as before the option
+        existed), or `retrain_seeds` Retrains with seeds other than the Original's."""
+        settings = {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config)}
+        if self.config.retrain_seeds == 1:
+            return [self.add("retrain", settings, [corpus.key])]
+        return [self.add("retrain", {**settings, "init_seed": retrain_seed(seed, replica)}, [corpus.key])
+                for replica in range(self.config.retrain_seeds)]
+
+    def add_ensemble(self, cell: dict, method: str, subjects: list[Run], evaluations: list[Run],
+                     retrains: list[Run], retrain_evals: list[Run], original: Run) -> Run:
+        """One ensemble row: `subjects` (unlearned models, the Original, or none for the Retrain-vs-Retrain
+        reference) against the split's Retrains, with every evaluation it reads."""
+        keys = lambda runs: [run.key for run in runs]  # noqa: E731
+        config = {**cell, "method": method, "subjects": keys(subjects), "evaluations": keys(evaluations),
+                  "retrains": keys(retrains), "retrain_evaluations": keys(retrain_evals)}
+        deps = [original.key, *keys(subjects), *keys(evaluations), *keys(retrains), *keys(retrain_evals)]
+        return self.add("ensemble", config, deps)
 
     def build_tuning(self, base: dict, corpus: Run, original: Run) -> dict[str, dict[str, TuneGroup]]:
         """Validation retrains and tune runs for one backbone; returns {scenario: {method: group}}."""

@@ -38,6 +38,9 @@ PAPER_BACKBONES = (
 # Method names that are stages of the grid, not unlearning methods: the benchmark trains the
 # Retrain reference itself, and "original" is the model before unlearning.
 REFERENCE_NAMES = ("original", "retrain")
+# Most Retrains / unlearned models per split: replica seeds are offset by REPLICA_SEED_OFFSET
+# (experiments/plan.py), so this keeps every replica seed of one split distinct.
+MAX_REPLICAS = 99
 # Mapping fields set from the command line with dotted keys: FIELD.NAME.KEY=VALUE.
 NESTED_FIELDS = ("method_overrides", "model_options")
 
@@ -82,6 +85,13 @@ class BenchConfig:
     )
     ratios: tuple[float, ...] = _help("forget ratios for sample unlearning, each in (0, 0.5]", default=(0.05,))
     seeds: tuple[int, ...] = _help("seeds (original model, split, unlearning)", default=(0,))
+    retrain_seeds: int = _help(
+        "Retrains per forget split (K): same Dr, other initialisation and order seeds, never the Original's; "
+        "K >= 2 adds the Retrain spread and the indistinguishability test, K >= 3 (with unlearn_seeds >= 3) "
+        "the forgetting score, U-LiRA and the informed attack; 1 = the single Retrain with the Original's seed",
+        default=1,
+    )
+    unlearn_seeds: int = _help("unlearned models per method and forget split (K), each with its own seed", default=1)
     methods: tuple[str, ...] = _help("unlearning methods, or 'all' for every registered method", default=("all",))
     class_count: int = _help("classes forgotten in each class-unlearning run", default=1)
     speaker_count: int = _help("speakers forgotten in each speaker-unlearning run", default=1)
@@ -139,6 +149,8 @@ class BenchConfig:
         require(len(self.seeds) > 0, "seeds", "must not be empty")
         require(all(seed >= 0 for seed in self.seeds), "seeds", "must be >= 0")
         require(len(set(self.seeds)) == len(self.seeds), "seeds", "has duplicates")
+        require(1 <= self.retrain_seeds <= MAX_REPLICAS, "retrain_seeds", f"must be in [1, {MAX_REPLICAS}]")
+        require(1 <= self.unlearn_seeds <= MAX_REPLICAS, "unlearn_seeds", f"must be in [1, {MAX_REPLICAS}]")
         require(len(self.methods) > 0, "methods", "must not be empty")
         require(len(set(self.methods)) == len(self.methods), "methods", "has duplicates")
         for name in self.methods:
@@ -242,9 +254,10 @@ DEMO_MODEL_OPTIONS = {
 }
 
 
-# Real-speech grids: ...
+# Real-speech grids: kws-resnet at 32 channels (half the default's cost per step) and the demo's
+# narrow x-vector, which already fits the 42 speakers (100 % train accuracy).
 REAL_MODEL_OPTIONS = {
-    "kws-resnet": {"channels": 24},
+    "kws-resnet": {"channels": 32},
     "sid-xvector": {"channels": 128, "stats_channels": 256, "embedding_dim": 128},
 }
 # The demo's real half keeps to the requests real speakers make (a few recordings, a speaker) to

@@ -10,9 +10,17 @@ column, the Avg. Gap of the means, compares the row's averaged metrics with Retr
 over the same runs (SalUn's convention; see evaluation/gap.py for how the two gaps differ).
 A method run with `method_overrides` gets its own row, named with them ("calibrated
 [heldout_warp=0.2]"): a folder re-run with new overrides keeps both configurations apart.
+A method whose every model is the Original unchanged is marked "(no-op)".
+
+With several Retrains per split (`retrain_seeds`) the Retrain row pools them (its ± is the
+Retrain spread) and two more tables follow each paper table: the ensemble scores (forgetting
+quality and final score, U-LiRA, the informed attack, "indistinguishable from Retrain on N of M
+metrics", the verdict: no-op / nothing measurable to forget) and the Retrain spread per metric
+with each row's value and whether it lies inside. ENSEMBLE_NOTES give their sign conventions.
 
 Files written to RUN_DIR/report/: report.md, results.csv (the aggregated tables), runs.csv (one
-line per evaluation), report.html (inline CSS, plots embedded as base64 PNG) and plots/*.png.
+line per evaluation), ensembles.csv (one line per ensemble row, when there are any), report.html
+(inline CSS, plots embedded as base64 PNG) and plots/*.png.
 """
 
 from __future__ import annotations
@@ -82,6 +90,8 @@ class EvalRow:
     split: str = ""
     metrics: Mapping[str, Any] = field(default_factory=dict)  # the evaluation's metric table
     retrain_match: str = "epochs"  # how long its Retrain trained (BenchConfig.retrain_match)
+    replica: bool = False  # a Retrain of the reference set other than the split's first one
+    no_op: bool | None = None  # the unlearned model is the Original unchanged (None: not checked)
 
     @property
     def cell(self) -> tuple:
@@ -119,6 +129,7 @@ class TableRow:
     method: str
     cells: dict[str, Cell]
     runs: int
+    no_op: bool = False  # every model of the row is the Original unchanged
 
 
 @dataclass
@@ -196,6 +207,8 @@ def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mappin
         task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
         scenario=split["scenario"], ratio=split.get("ratio"), method=variant_label(config["method"], overrides),
         values=values, split=describe_split(split), metrics=metrics.get("metrics") or {}, retrain_match=retrain_match,
+        replica=config["method"] == "retrain" and config.get("subject", config.get("retrain")) != config.get("retrain"),
+        no_op=metrics.get("no_op"),
     )
 
 
@@ -229,12 +242,13 @@ def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
                       retrain_matches=tuple(sorted({r.retrain_match for r in members})))
         for scenario in [s for s in SCENARIO_TITLES if any(r.scenario == s for r in members)]:
             in_scenario = [r for r in members if r.scenario == scenario]
-            retrain_by_cell = {r.cell: r for r in in_scenario if r.method == "retrain"}
+            retrain_by_cell = {r.cell: r for r in in_scenario if r.method == "retrain" and not r.replica}
             for method in _method_order(r.method for r in in_scenario):
                 chosen = [r for r in in_scenario if r.method == method]
                 cells = {c.key: Cell.of(r.values[c.key] for r in chosen) for c in COLUMNS}
                 cells[GAP_OF_MEANS.key] = _gap_of_means(chosen, retrain_by_cell)
-                table.rows.append(TableRow(scenario, method, cells, len(chosen)))
+                no_op = bool(chosen) and all(r.no_op for r in chosen)
+                table.rows.append(TableRow(scenario, method, cells, len(chosen), no_op))
         tables.append(table)
     return tables
 
@@ -273,8 +287,9 @@ def _gap_of_means(chosen: Sequence[EvalRow], retrain_by_cell: Mapping[tuple, Eva
     return Cell(gap_of_means(pairs)["avg_gap_pp"], None, len(pairs))
 
 
-def display_name(method: str) -> str:
-    return {"original": "Original", "retrain": "Retrain"}.get(method, method)
+def display_name(method: str, no_op: bool = False) -> str:
+    name = {"original": "Original", "retrain": "Retrain"}.get(method, method)
+    return f"{name} (no-op)" if no_op else name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +305,7 @@ def _markdown_table(table: Table) -> list[str]:
             current = row.scenario
             lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
         cells = [row.cells[c.key].format(c.digits) for c in TABLE_COLUMNS]
-        lines.append("| " + " | ".join([display_name(row.method), *cells, str(row.runs)]) + " |")
+        lines.append("| " + " | ".join([display_name(row.method, row.no_op), *cells, str(row.runs)]) + " |")
     return lines
 
 
@@ -323,7 +338,8 @@ READING_NOTES = (
 )
 
 
-def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (), plots: Sequence[Path] = ()) -> str:
+def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (), plots: Sequence[Path] = (),
+                    ensembles: Sequence["EnsembleTable"] = ()) -> str:
     lines = ["# Speech unlearning benchmark", ""]
     if not tables:
         lines += ["No finished evaluation in this run folder yet.", ""]
@@ -331,7 +347,9 @@ def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (),
         lines += [f"## {table.title}", "", _table_caption(table), "", *_markdown_table(table), ""]
         if table.original_fit:
             lines += [table.original_fit, ""]
-    lines += ["## How to read the tables", ""] + [f"- {note}" for note in READING_NOTES] + [""]
+    lines += ensemble_markdown(ensembles)
+    notes = READING_NOTES + (ENSEMBLE_NOTES if ensembles else ())
+    lines += ["## How to read the tables", ""] + [f"- {note}" for note in notes] + [""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     if failures:
@@ -487,6 +505,270 @@ def _slug(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Ensemble rows: a split's models against its K Retrains (experiments/ensembles.py)
+
+ENSEMBLE_COLUMNS: tuple[Column, ...] = (
+    Column("forgetting_quality", "Forgetting quality F [higher = like Retrain]",
+           ("scores", "forgetting_quality", "forgetting_quality"), 1.0, 3),
+    Column("final_score", "Final score [F x utility ratios]", ("scores", "forgetting_quality", "final_score"), 1.0, 3),
+    Column("ulira_auc", "U-LiRA AUC (%) [50 = like Retrain]", ("scores", "ulira", "auc"), 100.0),
+    Column("ulira_tpr_1", "U-LiRA TPR @ 1 % FPR (%) [~1 = like Retrain]", ("scores", "ulira", "tpr_at_1pct_fpr"), 100.0),
+    Column("ulira_tpr_01", "U-LiRA TPR @ 0.1 % FPR (%) [~0.1 = like Retrain]",
+           ("scores", "ulira", "tpr_at_0_1pct_fpr"), 100.0, 2),
+    Column("informed", "Informed attack bal. acc. (%) [50 = like Retrain]",
+           ("scores", "informed_attack", "balanced_accuracy"), 100.0),
+)
+# Metrics of the Retrain-spread table, in this order when present (the headline count covers all).
+SPREAD_KEYS = ("accuracy.df", "accuracy.dr", "accuracy.test", "loss_mia.accuracy", "svc_mia.confidence",
+               "probe.balanced_accuracy", "relearn.after")
+ENSEMBLE_NOTES = (
+    "Ensemble tables (retrain_seeds = K >= 2): every split has K Retrains trained on its Dr with seeds other than "
+    "the Original's, every method K unlearned models with their own seeds (unlearn_seeds); column K gives "
+    "unlearned / Retrain models. The Retrain row of the paper table then pools the K Retrains: its ± is the "
+    "Retrain spread, its Avg. Gap each Retrain's gap to the split's first Retrain (0 for that one).",
+    "Forgetting quality F (NeurIPS 2023 unlearning challenge): per forget example, the (eps, delta = 1e-5) that "
+    "the best threshold rule on the logit-scaled confidence reaches between the K unlearned and the K Retrain "
+    "models, bucketed; F in [0, 1], higher = more like Retrain. Two Retrain pools already score well below 1 "
+    "at finite K (about 0.2 at K = 8), so read F against the Retrain-vs-Retrain row. Final score = F x (Dr "
+    "accuracy / Retrain's) x (Dtest accuracy / Retrain's). Needs K >= 3 on both sides (NA otherwise).",
+    "U-LiRA (Hayes et al. 2024), leave-one-seed-out: per-example Gaussians of that confidence under the other "
+    "unlearned models and the other Retrains, a likelihood ratio per (model, example). AUC 50 % = the unlearned "
+    "models cannot be told from Retrains, 100 % = always; TPR at 1 % / 0.1 % FPR is about the FPR itself for an "
+    "attack with no power, higher = unlearned models caught at that false-alarm rate.",
+    "Informed attack: a classifier on per-example loss, confidence, entropy and margin, trained on the other "
+    "seeds' unlearned vs Retrain models and tested on the held-out seed; balanced accuracy 50 % = "
+    "indistinguishable from Retrain, 100 % = every held-out model told apart.",
+    "Indistinguishable from Retrain on N of M metrics: for every metric (the headline keys of the accuracies "
+    "and of each attack; time left out), a two-sided test at the 95 % level against the split's Retrains: "
+    "Welch's t-test for a row of >= 2 models, else the 95 % prediction interval of one more Retrain. 'in' "
+    "means no difference was found, not that there is none: with few models the test has little power, and "
+    "about 1 metric in 20 lands outside by chance. Counts are summed over splits.",
+    "Retrain-vs-Retrain row: the first half of the Retrains against the second half (K/2 models each, K >= 4; "
+    "the scores need K >= 6): the noise floor of every score. Original row: 'nothing measurable to forget' "
+    "when the Original itself is inside the Retrain spread on every metric, so no method can show forgetting "
+    "on that split. 'no-op': every unlearned model is byte-identical to the Original; it passes whatever the "
+    "Original passes and is not a win.",
+)
+
+
+@dataclass(frozen=True)
+class EnsembleEntry:
+    """One finished ensemble run: its grid coordinates and its row (evaluation.retrain_ensemble)."""
+
+    task: str
+    corpus: str
+    model: str
+    seed: int
+    scenario: str
+    split: str
+    method: str
+    retrain_match: str
+    row: Mapping[str, Any]
+
+
+@dataclass
+class EnsembleRow:
+    """One method's ensemble entries of a scenario, pooled over splits."""
+
+    scenario: str
+    method: str
+    entries: list[EnsembleEntry]
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> str:
+        """"8/8" (unlearned / Retrain models), several when splits differ."""
+        return ", ".join(sorted({f"{e.row['n_unlearned']}/{e.row['n_retrains']}" for e in self.entries}))
+
+    @property
+    def headline(self) -> str:
+        inside = sum(e.row["spread"]["n_inside"] for e in self.entries)
+        tested = sum(e.row["spread"]["n_tested"] for e in self.entries)
+        splits = f" ({len(self.entries)} splits)" if len(self.entries) > 1 else ""
+        return f"{inside} of {tested}{splits}"
+
+    @property
+    def verdict(self) -> str:
+        """no-op / nothing measurable to forget (in every split, or in how many) / the headline."""
+        count = len(self.entries)
+        if all(e.row.get("no_op") for e in self.entries):
+            return "no-op"
+        nothing = sum(bool(e.row.get("nothing_to_forget")) for e in self.entries)
+        if nothing:
+            return "nothing measurable to forget" + ("" if nothing == count else f" in {nothing} of {count} splits")
+        return f"indistinguishable from Retrain on {self.headline} metrics"
+
+
+@dataclass
+class EnsembleTable:
+    task: str
+    corpus: str
+    retrain_match: str
+    rows: list[EnsembleRow] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        against = "" if self.retrain_match == "epochs" else ", against step-matched Retrains"
+        return f"{TASK_TITLES.get(self.task, self.task)} ({self.task}) on {self.corpus}{against}"
+
+
+def collect_ensembles(store: ResultStore) -> list[EnsembleEntry]:
+    """Every finished ensemble run of the database, its method named with its overrides."""
+    context = EvaluationContext.of(store)
+    entries = []
+    for record in store.records(stage="ensemble", status="done"):
+        config = record.config
+        first = (config.get("subjects") or [None])[0]
+        entries.append(EnsembleEntry(
+            task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
+            scenario=config["split"]["scenario"], split=describe_split(config["split"]),
+            method=variant_label(config["method"], context.overrides.get(first, {})),
+            retrain_match=context.retrain_kind_of(record), row=record.metrics or {},
+        ))
+    return entries
+
+
+def aggregate_ensembles(entries: Sequence[EnsembleEntry]) -> list[EnsembleTable]:
+    """One table per (task, corpus, kind of Retrain); rows Original, Retrain-vs-Retrain, then methods."""
+    grouped: dict[tuple[str, str, str], list[EnsembleEntry]] = defaultdict(list)
+    for entry in entries:
+        grouped[(entry.task, entry.corpus, entry.retrain_match)].append(entry)
+    tables = []
+    for (task, corpus, match), members in sorted(grouped.items()):
+        table = EnsembleTable(task, corpus, match)
+        for scenario in [s for s in SCENARIO_TITLES if any(e.scenario == s for e in members)]:
+            in_scenario = [e for e in members if e.scenario == scenario]
+            for method in _method_order(e.method for e in in_scenario):
+                chosen = [e for e in in_scenario if e.method == method]
+                cells = {c.key: Cell.of(None if (v := _lookup(e.row, c.path)) is None else v * c.scale for e in chosen)
+                         for c in ENSEMBLE_COLUMNS}
+                table.rows.append(EnsembleRow(scenario, method, chosen, cells))
+        tables.append(table)
+    return tables
+
+
+def _ensemble_name(method: str) -> str:
+    return "Retrain vs Retrain (halves)" if method == "retrain" else display_name(method)
+
+
+def _ensemble_lines(table: EnsembleTable) -> list[str]:
+    header = ["Row", "K", *(c.title for c in ENSEMBLE_COLUMNS), "Indistinguishable (N of M)", "Verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    current = None
+    for row in table.rows:
+        if row.scenario != current:
+            current = row.scenario
+            lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
+        cells = [row.cells[c.key].format(c.digits) for c in ENSEMBLE_COLUMNS]
+        lines.append("| " + " | ".join([_ensemble_name(row.method), row.sizes, *cells, row.headline, row.verdict]) + " |")
+    return lines
+
+
+def _spread_keys(table: EnsembleTable) -> list[str]:
+    present = {key for row in table.rows for e in row.entries for key in e.row["spread"]["comparisons"]}
+    return [key for key in SPREAD_KEYS if key in present]
+
+
+def _retrain_spread(rows: Sequence[EnsembleRow], key: str) -> str:
+    """The split's Retrains on `key`: mean ± std (ddof = 1), averaged over splits."""
+    per_split = {}
+    for row in rows:
+        if row.method == "retrain":  # its comparisons are half against half
+            continue
+        for entry in row.entries:
+            comparison = entry.row["spread"]["comparisons"].get(key)
+            if comparison is not None:
+                per_split[(entry.model, entry.seed, entry.split)] = comparison
+    if not per_split:
+        return "NA"
+    mean = statistics.fmean(c["retrain_mean"] for c in per_split.values()) * 100
+    stds = [c["retrain_std"] for c in per_split.values() if c["retrain_std"] is not None]
+    return f"{mean:.1f}" + (f" ± {statistics.fmean(stds) * 100:.1f}" if stds else "")
+
+
+def _spread_cell(row: EnsembleRow, key: str) -> str:
+    """The row's mean on `key` and whether it lies inside the Retrain spread ("in", "out", "in 2/3")."""
+    comparisons = [e.row["spread"]["comparisons"][key] for e in row.entries if key in e.row["spread"]["comparisons"]]
+    if not comparisons:
+        return "NA"
+    mean = statistics.fmean(c["method_mean"] for c in comparisons) * 100
+    tested = [c["inside"] for c in comparisons if c["inside"] is not None]
+    if not tested:
+        return f"{mean:.1f}"
+    inside = sum(tested)
+    if len(tested) == 1:
+        return f"{mean:.1f} ({'in' if inside else 'out'})"
+    return f"{mean:.1f} (in {inside}/{len(tested)})"
+
+
+def _spread_lines(table: EnsembleTable) -> list[str]:
+    keys = _spread_keys(table)
+    header = ["Row", *(f"{key} (%)" for key in keys)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for scenario in dict.fromkeys(row.scenario for row in table.rows):
+        rows = [row for row in table.rows if row.scenario == scenario]
+        lines.append(f"| **{SCENARIO_TITLES[scenario]}** |" + " |" * (len(header) - 1))
+        lines.append("| " + " | ".join(["Retrains (mean ± std)", *(_retrain_spread(rows, k) for k in keys)]) + " |")
+        for row in rows:
+            lines.append("| " + " | ".join([_ensemble_name(row.method), *(_spread_cell(row, k) for k in keys)]) + " |")
+    return lines
+
+
+def ensemble_markdown(tables: Sequence[EnsembleTable]) -> list[str]:
+    """Both ensemble tables of every (task, corpus), as Markdown lines (empty without ensembles)."""
+    lines = []
+    for table in tables:
+        lines += [f"## Against the Retrain ensemble: {table.title}", "", *_ensemble_lines(table), "",
+                  "Retrain spread: each row's mean and whether it lies inside the Retrains' distribution "
+                  "(95 % level).", "", *_spread_lines(table), ""]
+    return lines
+
+
+def ensembles_csv(entries: Sequence[EnsembleEntry]) -> str:
+    """Every ensemble row, one line each: coordinates, scores, the headline count and the verdict."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["task", "corpus", "model", "seed", "scenario", "split", "method", "n_unlearned", "n_retrains",
+                     *[c.key for c in ENSEMBLE_COLUMNS], "n_inside", "n_tested", "no_op", "nothing_to_forget",
+                     "verdict"])
+    for entry in entries:
+        row = entry.row
+        values = [_lookup(row, c.path) for c in ENSEMBLE_COLUMNS]
+        writer.writerow([entry.task, entry.corpus, entry.model, entry.seed, entry.scenario, entry.split, entry.method,
+                         row["n_unlearned"], row["n_retrains"],
+                         *["" if v is None else f"{v * c.scale:.6g}" for v, c in zip(values, ENSEMBLE_COLUMNS)],
+                         row["spread"]["n_inside"], row["spread"]["n_tested"], bool(row.get("no_op")),
+                         bool(row.get("nothing_to_forget")), row["verdict"]])
+    return out.getvalue()
+
+
+def _markdown_to_html(lines: Sequence[str]) -> str:
+    """The ensemble section's Markdown (headings, paragraphs, pipe tables) as HTML."""
+    parts, table = [], []
+
+    def flush() -> None:
+        if table:
+            cells = [[c.strip() for c in line.strip("|").split("|")] for line in table if not line.startswith("|---")]
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip('*'))}</td>" for c in row) + "</tr>"
+                           for row in cells[1:])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            table.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("## "):
+            parts.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line:
+            parts.append(f'<p class="caption">{html.escape(line)}</p>')
+    flush()
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
 # HTML
 
 _CSS = """
@@ -511,11 +793,12 @@ def _html_table(table: Table) -> str:
             body.append(f'<tr class="group"><td colspan="{len(TABLE_COLUMNS) + 2}">{SCENARIO_TITLES[current]}</td></tr>')
         cells = "".join(f"<td>{html.escape(row.cells[c.key].format(c.digits))}</td>" for c in TABLE_COLUMNS)
         css = ' class="reference"' if row.method in REFERENCE_ROWS else ""
-        body.append(f"<tr{css}><td>{html.escape(display_name(row.method))}</td>{cells}<td>{row.runs}</td></tr>")
+        body.append(f"<tr{css}><td>{html.escape(display_name(row.method, row.no_op))}</td>{cells}<td>{row.runs}</td></tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def format_html(tables: Sequence[Table], plots: Sequence[Path], failures: Sequence[RunRecord] = ()) -> str:
+def format_html(tables: Sequence[Table], plots: Sequence[Path], failures: Sequence[RunRecord] = (),
+                ensembles: Sequence[EnsembleTable] = ()) -> str:
     """A single self-contained page: inline CSS, every plot embedded as a base64 PNG."""
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
              "<title>Speech unlearning benchmark</title>", f"<style>{_CSS}</style></head><body>",
@@ -525,7 +808,10 @@ def format_html(tables: Sequence[Table], plots: Sequence[Path], failures: Sequen
     for table in tables:
         parts += [f"<h2>{html.escape(table.title)}</h2>", f'<p class="caption">{html.escape(_table_caption(table))}</p>',
                   _html_table(table)]
-    parts += ["<h2>How to read the tables</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in READING_NOTES] + ["</ul>"]
+    if ensembles:
+        parts.append(_markdown_to_html(ensemble_markdown(ensembles)))
+    notes = READING_NOTES + (ENSEMBLE_NOTES if ensembles else ())
+    parts += ["<h2>How to read the tables</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     if plots:
         parts.append("<h2>Plots</h2>")
         for plot in plots:
@@ -549,7 +835,8 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
     """Write RUN_DIR/report/{report.md, results.csv, runs.csv, report.html, plots/*.png}.
 
     Reads only the results database; raises FileNotFoundError if RUN_DIR has none.
-    Returns {"markdown", "csv", "runs_csv", "html"} paths.
+    Returns {"markdown", "csv", "runs_csv", "html"} paths, and "ensembles_csv" when the folder
+    has ensemble rows.
     """
     run_dir = Path(run_dir)
     with ResultStore.existing(run_dir) as store:
@@ -557,6 +844,8 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
         failures = store.records(status="failed")
         tables = aggregate(rows)
         attach_original_fits(tables, store)
+        entries = collect_ensembles(store)
+    ensembles = aggregate_ensembles(entries)
     folder = run_dir / REPORT_FOLDER
     for owned in (folder, folder / PLOTS_FOLDER):  # leftovers of a report write that was killed
         clean_stale_temporaries(owned)
@@ -568,19 +857,26 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
                 images += plot(mine, table, folder / PLOTS_FOLDER)
     paths = {"markdown": folder / "report.md", "csv": folder / "results.csv", "runs_csv": folder / "runs.csv",
              "html": folder / "report.html"}
-    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images))
+    if entries:
+        paths["ensembles_csv"] = folder / "ensembles.csv"
+        atomic_write_text(paths["ensembles_csv"], ensembles_csv(entries))
+    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images, ensembles))
     atomic_write_text(paths["csv"], results_csv(tables))
     atomic_write_text(paths["runs_csv"], runs_csv(rows))
-    atomic_write_text(paths["html"], format_html(tables, images, failures))
+    atomic_write_text(paths["html"], format_html(tables, images, failures, ensembles))
     return paths
 
 
 def format_terminal(run_dir: str | Path) -> str:
-    """The Markdown tables only, for printing at the end of a bench."""
+    """The Markdown tables only, for printing at the end of a bench; with ensemble rows, their two
+    tables and the notes that give their sign conventions."""
     with ResultStore(Path(run_dir) / "runs.sqlite") as store:
         tables = aggregate(collect_rows(store))
         attach_original_fits(tables, store)
+        ensembles = aggregate_ensembles(collect_ensembles(store))
     lines = []
     for table in tables:
         lines += [table.title, *_markdown_table(table), *([table.original_fit] if table.original_fit else []), ""]
+    if ensembles:
+        lines += ensemble_markdown(ensembles) + [f"- {note}" for note in ENSEMBLE_NOTES] + [""]
     return "\n".join(lines)

@@ -13,6 +13,10 @@ appears complete or not at all. It never touches the results database.
 - evaluate: `evaluate_unlearning` against the Retrain reference; report.json / report.md.
 - tune:     unlearn + evaluate on a validation forget split (the validation set stands in for
             Dtest); returns the Avg. Gap to that split's Retrain, writes nothing but a summary.
+- ensemble: one row of a split against its K Retrains (experiments/ensembles.py); summary.json.
+
+A Retrain replica trains with its "init_seed", an unlearned replica runs with its "unlearn_seed";
+without those keys both use the run's "seed", as every run did before replicas existed.
 """
 
 from __future__ import annotations
@@ -90,7 +94,8 @@ def train_config_for(task: RunTask):
     settings = task.config.get("train", {})
     # Grids made before recipes could be chosen have no key: they trained with early-stop.
     config = default_train_config(task.config["task"], task.config["model"], settings.get("recipe", "early-stop"))
-    changes: dict[str, Any] = {"seed": int(task.config["seed"]), "progress": False}
+    # A Retrain replica of the reference set trains with its own seed (init and data order).
+    changes: dict[str, Any] = {"seed": int(task.config.get("init_seed", task.config["seed"])), "progress": False}
     if settings.get("epochs"):
         changes["epochs"] = int(settings["epochs"])
     if settings.get("max_seconds"):
@@ -201,7 +206,7 @@ def _train(task: RunTask, split=None) -> StageResult:
         epochs = step_matched_epochs(config.epochs, len(corpus.indices("train")), len(train_rows), config.batch_size)
         config = dataclasses.replace(config, epochs=epochs)
     model, result, metrics = train_original(
-        corpus, task.config["model"], int(task.config["seed"]), task.cache_dir, config, train_indices=train_rows,
+        corpus, task.config["model"], config.seed, task.cache_dir, config, train_indices=train_rows,
         progress=False, model_options=task.config.get("model_options") or {},
     )
     _, spec = load_task_features(task, corpus, task.config["model"])
@@ -252,7 +257,8 @@ def _unlearn(task: RunTask, corpus, split, overrides: Mapping[str, Any]):
     result = unlearn(
         task.config["method"], original, forget, retain, overrides=dict(overrides),
         budget_seconds=task.extra.get("budget_seconds"), budget_steps=task.extra.get("budget_steps"),
-        seed=int(task.config["seed"]), validation=validation, train_config=train_config, progress=False,
+        seed=int(task.config.get("unlearn_seed", task.config["seed"])), validation=validation,
+        train_config=train_config, progress=False,
     )
     return result, metadata
 
@@ -303,7 +309,17 @@ def summarise_report(report: Mapping[str, Any]) -> dict[str, Any]:
         "split": report["split"],
         "directions": {name: text["forgotten_when"] for name, text in report["directions"].items()},
         "skipped": report.get("skipped", {}),
+        **({"no_op": report["no_op"]} if "no_op" in report else {}),
     }
+
+
+def _unchanged(model, task: RunTask, device: str | None) -> bool:
+    """Whether `model` is the cell's Original unchanged (weights and buffers, byte for byte): a
+    method that returns it is a no-op, not a win."""
+    from ..evaluation import is_no_op
+
+    original, _ = _load_model(_input_artefact(task, task.config["original"], "checkpoint"), device)
+    return is_no_op(model, original)
 
 
 def run_evaluate(task: RunTask) -> StageResult:
@@ -328,9 +344,13 @@ def run_evaluate(task: RunTask) -> StageResult:
         reference, _ = _load_model(_input_artefact(task, task.config["retrain"], "checkpoint"), device)
         cache = {f"retrained/{name}": values
                  for name, values in task.input(task.config["reference_eval"])["metrics"]["metrics"].items()}
-        unlearn_seconds = task.input(subject)["seconds"] if task.input(subject)["stage"] == "unlearn" else None
+        # A Retrain replica's time is its training time, like the first Retrain's; the Original has none.
+        stage = task.input(subject)["stage"]
+        unlearn_seconds = task.input(subject)["seconds"] if stage in ("unlearn", "retrain") else None
         report = evaluate_unlearning(model, features, corpus, split, reference=reference, cache=cache,
                                      unlearn_seconds=unlearn_seconds, **common)
+        if stage == "unlearn":
+            report["no_op"] = _unchanged(model, task, device)
     seconds = time.perf_counter() - start
     with atomic_directory(task.folder) as folder:
         write_report(folder, report)
@@ -394,6 +414,13 @@ def run_tune(task: RunTask) -> StageResult:
                        seconds=float(result.seconds))
 
 
+def run_ensemble(task: RunTask) -> StageResult:
+    """One row of a split against its Retrains (experiments/ensembles.py)."""
+    from .ensembles import run_ensemble as score_row
+
+    return score_row(task)
+
+
 STAGE_FUNCTIONS = {
     "corpus": run_corpus,
     "original": run_original,
@@ -401,4 +428,5 @@ STAGE_FUNCTIONS = {
     "tune": run_tune,
     "unlearn": run_unlearn,
     "evaluate": run_evaluate,
+    "ensemble": run_ensemble,
 }

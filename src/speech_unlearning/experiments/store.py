@@ -11,6 +11,8 @@ Invariants the runner relies on:
 - only the driver process writes; workers return their results to it.
 
 A `tuning` table records every hyper-parameter choice made by `--tune` with its provenance.
+The K Retrains of one split (`retrain_seeds`) are rows whose configs differ only in "init_seed";
+`reference_sets` groups them back into the split's reference set.
 """
 
 from __future__ import annotations
@@ -180,6 +182,19 @@ class ResultStore:
             params.append(status)
         rows = self.connection.execute(query + " ORDER BY created_at, rowid", params).fetchall()
         return [self._record(row) for row in rows]
+
+    def reference_sets(self, status: str | None = "done") -> dict[str, list[RunRecord]]:
+        """{set id: the Retrain rows of one split (same task, corpus, backbone, seed, split and training
+        settings), ordered by their init seed}; the set id is the sha256 of that shared config."""
+        from ..io import sha256_json
+
+        sets: dict[str, list[RunRecord]] = {}
+        for record in self.records(stage="retrain", status=status):
+            shared = {key: value for key, value in record.config.items() if key != "init_seed"}
+            sets.setdefault(sha256_json(shared), []).append(record)
+        for members in sets.values():
+            members.sort(key=lambda record: record.config.get("init_seed", record.config.get("seed", 0)))
+        return sets
 
     def statuses(self) -> dict[str, str]:
         """run key -> status for every row."""

@@ -1,0 +1,92 @@
+"""The ensemble stage: one row of a forget split scored against the split's K Retrains.
+
+A run of this stage exists for every split of a grid with `retrain_seeds` >= 2, once per method
+(its `unlearn_seeds` unlearned models), once for the Original and once for the Retrain-vs-Retrain
+reference (config "method" original / retrain; "subjects" the models of the row, "retrains" the
+split's reference set, "evaluations" / "retrain_evaluations" their evaluate runs). It reads the
+per-model metric tables of those evaluations from its inputs (nothing is re-scored), runs every
+model once on Df for the per-example scores, and writes RUN_DIR/ensemble/<key>/summary.json with
+the row of `evaluation.retrain_ensemble` (scores, spread, flags, verdict).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..io import atomic_directory, atomic_write_json
+from .executors import RunTask, StageResult
+from .stages import (
+    SUMMARY_FILE,
+    _configure_process,
+    _input_artefact,
+    _load_model,
+    _relative,
+    _split_of,
+    load_task_corpus,
+    load_task_features,
+)
+
+
+def _tables(task: RunTask, keys: Sequence[str]) -> list[dict]:
+    """The scored model's metric table of each evaluate run in `keys`."""
+    return [task.input(key)["metrics"]["metrics"] for key in keys]
+
+
+def _logits(task: RunTask, keys: Sequence[str], forget, original=None) -> tuple[np.ndarray, list[bool]]:
+    """(K, n, C) Df logits of the checkpoints of `keys`, loaded one at a time, and for each whether
+    its weights are the Original's unchanged (False when no `original` is given)."""
+    from ..evaluation import is_no_op
+    from ..training.loop import predict_logits
+
+    logits, unchanged = [], []
+    for key in keys:
+        model, _ = _load_model(_input_artefact(task, key, "checkpoint"), task.extra.get("device"))
+        logits.append(predict_logits(model, forget))
+        unchanged.append(original is not None and is_no_op(model, original))
+        del model
+    return np.stack(logits), unchanged
+
+
+def ensemble_row(task: RunTask, labels: np.ndarray, forget) -> dict[str, Any]:
+    """The row this run scores (see `evaluation.retrain_ensemble`)."""
+    from ..evaluation import retrain_ensemble as rows
+
+    config = task.config
+    retrain_tables = _tables(task, config["retrain_evaluations"])
+    retrained = rows.pool_of(_logits(task, config["retrains"], forget)[0], retrain_tables)
+    tables = _tables(task, config["evaluations"])
+    if config["method"] == "retrain":
+        row = rows.retrain_reference_row(labels, retrained, retrain_tables)
+        if row is None:
+            raise ValueError(f"the Retrain-vs-Retrain row needs at least 4 Retrains, got {len(retrained)}")
+        return row
+    if config["method"] == "original":
+        original = rows.pool_of(_logits(task, config["subjects"], forget)[0], tables)
+        return rows.original_row(labels, original, retrained, tables, retrain_tables)
+    original_model, _ = _load_model(_input_artefact(task, config["original"], "checkpoint"), task.extra.get("device"))
+    logits, unchanged = _logits(task, config["subjects"], forget, original_model)
+    return rows.method_row(config["method"], labels, rows.pool_of(logits, tables), retrained, tables, retrain_tables,
+                           no_op=all(unchanged))
+
+
+def run_ensemble(task: RunTask) -> StageResult:
+    """Score one row of the split against its Retrains; write summary.json."""
+    from ..evaluation.per_example import view_labels
+    from ..training.data import ArrayData
+
+    _configure_process(task)
+    start = time.perf_counter()
+    corpus = load_task_corpus(task)
+    split = _split_of(task, corpus)
+    features, _ = load_task_features(task, corpus, task.config["model"])
+    forget = ArrayData(features, corpus.labels, split.forget_indices(corpus))
+    row = ensemble_row(task, view_labels(forget), forget)
+    seconds = time.perf_counter() - start
+    with atomic_directory(task.folder) as folder:
+        atomic_write_json(folder / SUMMARY_FILE, row)
+    return StageResult(metrics=row, artefacts={"summary": _relative(task, Path(task.folder) / SUMMARY_FILE)},
+                       seconds=seconds)
