@@ -447,12 +447,32 @@ def retrain_reference(args, plan: ForgetPlan, inputs: Inputs, retain):
         raise ValueError("--verify-retrain: the checkpoint records no train_config to retrain with")
     build_args = inputs.metadata["model"]
     print(f"retraining a reference {build_args['name']} on {len(retain)} retained item(s)", file=sys.stderr)
+    if callable(getattr(inputs.model, "starting_point", None)):
+        return retrain_from_starting_point(args, plan, inputs, retain, config)
     model, _, _ = train_original(
         inputs.corpus, build_args["name"], args.seed, cache_dir=plan.cache_dir,
         config=dataclasses.replace(config, device=args.device), train_indices=retain,
         progress=not args.no_progress, model_options=build_args.get("options") or {},
     )  # fmt: skip
     return model
+
+
+def retrain_from_starting_point(args, plan: ForgetPlan, inputs: Inputs, retain, config):
+    """An imported model's reference: the Retrain method, which starts from the starting point the
+    import recorded (not random weights: the model was usually fine-tuned from a pretrained one)."""
+    from ..data.features import FeatureSpec, load_features
+    from ..methods import unlearn
+    from ..training.data import ArrayData
+
+    corpus = inputs.corpus
+    features = load_features(corpus, FeatureSpec(**inputs.metadata["feature_spec"]), cache_dir=plan.cache_dir,
+                             progress=False)  # fmt: skip
+    result = unlearn(
+        "retrain", inputs.model, ArrayData(features, corpus.labels, inputs.resolution.forget_positions(corpus)),
+        ArrayData(features, corpus.labels, retain), seed=args.seed, train_config=config,
+        validation=ArrayData(features, corpus.labels, corpus.indices("validation")), progress=not args.no_progress,
+    )  # fmt: skip
+    return result.model
 
 
 # --- outputs ----------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ import sys
 from .. import __version__
 
 # Subcommand modules, in the order `--help` lists them.
-COMMAND_MODULES = ("corpus", "train", "methods", "unlearn", "evaluate", "bench", "report", "forget")
+COMMAND_MODULES = (
+    "corpus", "train", "methods", "unlearn", "evaluate", "bench", "report", "forget", "import_model", "export", "predict",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

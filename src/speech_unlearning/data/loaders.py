@@ -5,6 +5,6 @@
 
 from __future__ import annotations
 
-from . import embedded, fsdd, speech_commands, voxceleb  # noqa: F401  (register on import)
+from . import embedded, fsdd, hf_dataset, manifest, speech_commands, voxceleb  # noqa: F401  (register on import)
 
-__all__ = ["embedded", "fsdd", "speech_commands", "voxceleb"]
+__all__ = ["embedded", "fsdd", "hf_dataset", "manifest", "speech_commands", "voxceleb"]

@@ -249,6 +249,18 @@ def random_model_like(original: nn.Module) -> nn.Module:
     return rebuild_model(build_args).to(next(original.parameters()).device)
 
 
+def starting_model_like(original: nn.Module) -> nn.Module:
+    """The model Retrain trains: the original's recorded starting point where it has one, else random.
+
+    An imported model (`speech-unlearn import`) was usually fine-tuned from pretrained weights, so
+    random weights would not be what training started from: it provides `starting_point()`
+    (the pretrained encoder with a fresh head, or re-initialised weights, as recorded at import).
+    Every other model starts from `random_model_like`.
+    """
+    start = getattr(original, "starting_point", None)
+    return start() if callable(start) else random_model_like(original)
+
+
 class _batch_norm_eval:
     """Context manager: batch-norm layers of `model` in eval mode inside the block."""
 

@@ -4,7 +4,9 @@ unlearning method is measured against; its wall time defines the default budget 
 The model is rebuilt from the original's `build_args` by the model registry (fresh weights, the
 call's seed) and trained by `training.loop.fit` with the original `TrainConfig` (passed as
 `train_config`), seeded with the call's seed and capped by the budget. A model built outside
-the registry (no `build_args`) is re-initialised layer by layer instead.
+the registry (no `build_args`) is re-initialised layer by layer instead. An imported model
+starts from the starting point recorded at import (`base.starting_model_like`): for a classifier
+fine-tuned from a pretrained encoder, that encoder with a fresh head, not random weights.
 
 By default it runs the original's epochs on Dr, as the paper's Retrain does, and so takes fewer
 optimiser steps than the original (Dr is smaller). `match="steps"` gives it the original's number
@@ -22,7 +24,7 @@ from typing import Literal
 
 from ..config import ConfigError, require
 from ..training.loop import fit, step_matched_epochs
-from .base import Method, UnlearnContext, random_model_like, register_method
+from .base import Method, UnlearnContext, register_method, starting_model_like
 
 
 @dataclass
@@ -63,7 +65,7 @@ class Retrain(Method):
             progress=ctx.progress,
             device=str(ctx.device),
         )
-        ctx.model = random_model_like(ctx.original)
+        ctx.model = starting_model_like(ctx.original)
         validation = ctx.validation if ctx.config.use_validation else None
         result = fit(ctx.model, ctx.retain, validation, recipe)
         ctx.steps, ctx.budget_exhausted = result.steps, result.budget_exhausted

@@ -4,7 +4,7 @@ Importing this package registers every architecture in `MODELS` (timm style: eac
 factories register themselves on import).
 """
 
-from . import small, transformer  # noqa: F401  (register the architectures)
+from . import hf_classifier, plain, small, transformer  # noqa: F401  (register the architectures)
 from .base import SpeechClassifier
 from .checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint, save_checkpoint
 from .registry import (

@@ -13,7 +13,10 @@ next save of the same folder removes the temporaries an interrupted one left bes
 metadata.json holds the caller's keys (label_names, feature_spec, corpus {name, fingerprint,
 spec}, split, train_config, metrics, history, ...) plus these, always written by `save_checkpoint`:
 `format_version`, `version` (the package version), `model` (the model's build_args) and
-`weights_sha256`.
+`weights_sha256`; plus `model_files` ({file name: sha256}) for a model built from a file that
+is not weights (an imported TorchScript archive, from `model.checkpoint_files()`): the file is
+written beside the weights, checked against its sha256 on loading and handed to the model layer
+(`registry.remember_model_file`); whether it may run is the model layer's decision.
 """
 
 from __future__ import annotations
@@ -29,16 +32,16 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..config import ConfigError
-from ..io import atomic_directory, read_json, remove_leftovers, sha256_file, sha256_json
+from ..io import atomic_directory, read_json, remove_leftovers, sha256_bytes, sha256_file, sha256_json
 from ..registry import UnknownNameError
 from .base import SpeechClassifier
-from .registry import rebuild_model
+from .registry import rebuild_model, remember_model_file
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
-RESERVED_KEYS = ("format_version", "version", "model", "weights_sha256")
+RESERVED_KEYS = ("format_version", "version", "model", "weights_sha256", "model_files")
 
 
 class CheckpointError(ValueError):
@@ -69,8 +72,22 @@ def save_checkpoint(folder: str | Path, model: SpeechClassifier, metadata: Mappi
             model=jsonable(build_args),
             weights_sha256=sha256_file(staging / WEIGHTS_FILE),
         )
+        files = model_files_of(model)
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        if files:
+            record["model_files"] = {name: sha256_bytes(data) for name, data in files.items()}
         write_json(staging / METADATA_FILE, record)
     return folder
+
+
+def model_files_of(model: torch.nn.Module) -> dict[str, bytes]:
+    """{file name: bytes} the model's architecture is built from, besides its weights (usually none)."""
+    files = model.checkpoint_files() if callable(getattr(model, "checkpoint_files", None)) else {}
+    for name in files:
+        if name in (WEIGHTS_FILE, METADATA_FILE) or Path(name).name != name or name.startswith("."):
+            raise CheckpointError(f"model file name {name!r} is not a plain file name of its own")
+    return files
 
 
 def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -121,6 +138,7 @@ def load_checkpoint(
     if expect_feature_spec is not None:
         check_feature_spec(folder, metadata, expect_feature_spec)
     weights = verified_weights_path(folder, metadata)
+    load_model_files(folder, metadata)
     model = rebuild_from_metadata(folder, metadata)
     try:
         state = load_file(str(weights), device="cpu")
@@ -165,6 +183,24 @@ def verified_weights_path(folder: Path, metadata: dict) -> Path:
             f"{str(metadata['weights_sha256'])[:12]}...; the weights were changed or corrupted"
         )
     return weights
+
+
+def load_model_files(folder: Path, metadata: dict) -> None:
+    """Read the model files the metadata lists, check their sha256 and put them in the content store."""
+    listed = metadata.get("model_files") or {}
+    if not isinstance(listed, dict):
+        raise CheckpointError(f"checkpoint {folder}: model_files in {METADATA_FILE} is not an object")
+    for name, expected in listed.items():
+        path = folder / name
+        if Path(name).name != name or not path.is_file():
+            raise CheckpointError(f"checkpoint {folder}: model file {name} is missing")
+        data = path.read_bytes()
+        if sha256_bytes(data) != expected:
+            raise CheckpointError(
+                f"checkpoint {folder}: {name} has sha256 {sha256_bytes(data)[:12]}..., but the metadata records "
+                f"{str(expected)[:12]}...; the file was changed or corrupted"
+            )
+        remember_model_file(data)
 
 
 def rebuild_from_metadata(folder: Path, metadata: dict) -> SpeechClassifier:

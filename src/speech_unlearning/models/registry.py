@@ -12,12 +12,20 @@ model, and methods that need a second copy of an architecture (e.g. a randomly i
 
 `model_info(name)` says what a name is: its input kind, family, and whether it is a real-size
 backbone (GPU territory) or a small / tiny model that the CPU test-suite runs.
+
+Models brought in by `speech-unlearn import` (a Hugging Face classifier, a TorchScript archive,
+a `module:factory`) register their kinds in `IMPORTED_MODELS` instead: the same registry
+pattern, but they cannot be trained from a name alone (they need the imported config), so
+`create_model` and `train` do not offer them; `rebuild_model` rebuilds both. An architecture
+that needs a file beside its weights (a TorchScript archive) finds it by sha256 in the
+content store `remember_model_file` / `model_file`, which checkpoints fill when they load.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -28,6 +36,8 @@ from .base import SpeechClassifier
 
 ModelFactory = Callable[..., SpeechClassifier]
 MODELS: Registry[ModelFactory] = Registry("model")
+IMPORTED_MODELS: Registry[ModelFactory] = Registry("imported model kind")
+MODEL_FILES: dict[str, bytes] = {}  # sha256 -> bytes of files architectures are built from
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,35 @@ def rebuild_model(build_args: Mapping[str, Any]) -> SpeechClassifier:
     if missing:
         raise ConfigError(f"model build_args lacks {', '.join(missing)}")
     options = copy.deepcopy(dict(build_args["options"]))
+    if build_args["name"] in IMPORTED_MODELS:
+        return create_imported_model(build_args["name"], build_args["num_classes"], **options)
     return create_model(build_args["name"], build_args["num_classes"], **options)
+
+
+def create_imported_model(kind: str, num_classes: int, **options: Any) -> SpeechClassifier:
+    """Build an imported model of `kind` (see IMPORTED_MODELS) from its recorded options."""
+    factory = IMPORTED_MODELS.get(kind)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"model {kind}: num_classes must be a positive integer, got {num_classes!r}")
+    return factory(num_classes, **options)
+
+
+def remember_model_file(data: bytes) -> str:
+    """Keep `data` in the content store for this process; returns its sha256."""
+    digest = hashlib.sha256(data).hexdigest()
+    MODEL_FILES[digest] = data
+    return digest
+
+
+def model_file(sha256: str, what: str) -> bytes:
+    """The stored bytes with this sha256; ConfigError naming `what` when they were never loaded."""
+    try:
+        return MODEL_FILES[sha256]
+    except KeyError:
+        raise ConfigError(
+            f"{what} {sha256[:12]}... is not loaded in this process; load the checkpoint that holds it "
+            "(load_checkpoint) or import the model again"
+        ) from None
 
 
 def resolve_options(options_class: type, options: Mapping[str, Any], model_name: str) -> Any:
