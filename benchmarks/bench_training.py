@@ -38,6 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--corpora", nargs="+", default=["fsdd", "embedded"], help="corpus specs to train on")
     parser.add_argument("--tasks", nargs="+", choices=("kws", "sid"), default=["kws", "sid"], help="tasks to run")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--recipe", choices=("converged", "early-stop"), default="converged", help="training recipe")
+    parser.add_argument(
+        "--model-option", dest="model_options", action="append", default=[], metavar="KEY=VALUE",
+        help="option of the task's default model, e.g. channels=32 (repeatable)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe setting")
     parser.add_argument("--cache-dir", type=Path, default=None, help="corpus / feature cache (default: the toolkit's cache)")
     parser.add_argument("--min-accuracy", type=float, default=0.97, help="FSDD target test accuracy")
@@ -53,16 +58,19 @@ def run_one(corpus_spec: str, task: str, args: argparse.Namespace) -> dict:
     model_name = default_model_for(task)
     corpus_arrays(corpus, model_info(model_name).input_kind, args.cache_dir, progress=args.progress)  # warm the cache
     prep_seconds = time.perf_counter() - prep_start
-    recipe = default_train_config(task, model_name)
+    recipe = default_train_config(task, model_name, args.recipe)
     config = from_mapping(TrainConfig, {**to_dict(recipe), **parse_overrides(args.overrides)})
     cpu_start = time.process_time()
     _, result, metrics = train_original(
-        corpus, model_name, args.seed, args.cache_dir, config=config, progress=args.progress
+        corpus, model_name, args.seed, args.cache_dir, config=config, progress=args.progress,
+        model_options=parse_overrides(args.model_options, flag="--model-option"),
     )
     return {
         "corpus": corpus.name,
         "task": task,
         "model": model_name,
+        "recipe": args.recipe,
+        "model_options": parse_overrides(args.model_options, flag="--model-option"),
         "train_size": len(corpus.indices("train")),
         "test_accuracy": metrics["test_accuracy"],
         "validation_accuracy": metrics["validation_accuracy"],

@@ -205,3 +205,45 @@ def test_training_with_augmentation_repeats_bit_for_bit(tmp_path, cache_dir):
     plain = train_original(corpus, "kws-resnet", 3, cache_dir, TrainConfig(epochs=1, batch_size=16, patience=0, progress=False, threads=1),
                            model_options={"channels": 4})[0].state_dict()  # fmt: skip
     assert not all(torch.equal(first[name], plain[name]) for name in first)
+
+
+# ----------------------------------------------------------------------------------------------
+# The real mini corpus beside the project (read-only), when it is there.
+
+needs_mini = pytest.mark.skipif(
+    not (MINI / "validation_list.txt").is_file(),
+    reason=f"the Speech Commands mini corpus is not at {MINI} (set SPEECH_UNLEARNING_SPEECH_COMMANDS to a v0.02 folder)",
+)
+
+
+@needs_mini
+def test_the_real_preset_plans_both_tasks_and_every_scenario_on_the_mini_corpus():
+    from speech_unlearning.experiments.plan import build_plan
+    from speech_unlearning.experiments.presets import resolve_config
+
+    config = resolve_config("real", {"speech_commands": str(MINI)})
+    plan = build_plan(config)
+    assert plan.runnable
+    retrains = [run for run in plan.runs if run.stage == "retrain"]
+    seen = {(run.config["task"], run.config["split"]["scenario"]) for run in retrains}
+    assert seen == {("kws", "sample"), ("kws", "class"), ("kws", "speaker"), ("sid", "sample"), ("sid", "class")}
+    assert {run.config["corpus"] for run in retrains} == {f"speech-commands:{MINI.resolve()}"}
+    assert len(config.seeds) >= 5
+
+
+@needs_mini
+def test_both_tasks_on_the_mini_corpus_and_speaker_requests_name_real_people(cache_dir):
+    from speech_unlearning.data.splits import speaker_split
+    from speech_unlearning.experiments.stages import draw_split
+
+    kws = load_corpus(f"speech-commands:{MINI}", "kws", cache_dir=cache_dir)
+    sid = load_corpus(f"speech-commands:{MINI}", "sid", cache_dir=cache_dir)
+    assert kws.num_classes == 12 and len({u.speaker for u in kws.utterances if is_person(u.speaker)}) == 177
+    assert sid.num_classes == sid.info["speakers_kept"] >= 40
+    assert set(sid.label_names) <= {u.speaker for u in kws.utterances}
+    # Every grid draw of a speaker request forgets a person's recordings, never a noise file.
+    for seed in range(10):
+        split = draw_split(kws, {"scenario": "speaker", "count": 1, "seed": seed})
+        (speaker,) = split.params["speakers"]
+        assert is_person(speaker)
+        assert split.forget_ids == speaker_split(kws, speaker).forget_ids
