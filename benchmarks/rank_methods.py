@@ -31,6 +31,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("run_dirs", type=Path, nargs="+", help="finished `speech-unlearn bench` run folders")
     parser.add_argument("--score", default="avg_gap", help="the report column to rank by (lower is better)")
     parser.add_argument("--alpha", type=float, default=0.05, help="level of each family of tests")
+    parser.add_argument("--compact", action="store_true",
+                        help="one line per setting: the order with '<' (significant) or '~' (not) between "
+                             "neighbours, and the methods that beat doing nothing")
     return parser.parse_args()
 
 
@@ -39,9 +42,11 @@ def cell_scores(run_dirs: list[Path], score: str) -> dict[tuple, dict[str, dict[
     of their own: each has its own split and Retrain)."""
     pooled: dict[tuple, dict[str, dict[tuple, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for run_dir in run_dirs:
-        if not (run_dir / "runs.sqlite").is_file():
-            raise SystemExit(f"{run_dir}: no runs.sqlite here; pass a `speech-unlearn bench` run folder")
-        with ResultStore.existing(run_dir) as store:
+        try:
+            store = ResultStore.existing(run_dir)
+        except FileNotFoundError as error:
+            raise SystemExit(str(error)) from None
+        with store:
             for row in collect_rows(store):
                 value = row.values.get(score)
                 if row.method == "retrain" or value is None:
@@ -78,6 +83,18 @@ def markdown(setting: tuple, ranking: Ranking, score: str) -> list[str]:
     return lines + [""]
 
 
+def compact_line(setting: tuple, ranking: Ranking) -> str:
+    task, corpus, scenario = setting
+    order = ranking.methods[0].method
+    for test, row in zip(ranking.adjacent, ranking.methods[1:]):
+        order += (" < " if test.significant else " ~ ") + row.method
+    winners = [name for name, test in ranking.against_nothing.items()
+               if test.significant and test.better != DO_NOTHING]
+    cells = min(row.cells for row in ranking.methods)
+    return (f"| {task} {scenario} ({corpus.split(':')[0]}, {cells} cells) | {order.replace(DO_NOTHING, '**Original**')} "
+            f"| {', '.join(winners) or 'none'} |")
+
+
 def main() -> None:
     args = parse_args()
     settings = cell_scores(args.run_dirs, args.score)
@@ -85,8 +102,12 @@ def main() -> None:
         raise SystemExit("no finished evaluations with that score in these folders")
     print(f"Paired two-sided t-tests over shared cells at alpha = {args.alpha}; each verdict is Holm-corrected "
           "within its column of a setting, the p-value shown is the uncorrected one.\n")
+    if args.compact:
+        print("| Setting | Lowest first ('<' significant, '~' not) | Significantly closer to Retrain than doing nothing |")
+        print("|---|---|---|")
     for setting in sorted(settings):
-        print("\n".join(markdown(setting, rank_methods(settings[setting], args.alpha), args.score)))
+        ranking = rank_methods(settings[setting], args.alpha)
+        print(compact_line(setting, ranking) if args.compact else "\n".join(markdown(setting, ranking, args.score)))
 
 
 if __name__ == "__main__":

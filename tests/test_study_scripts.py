@@ -20,7 +20,8 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "script", ["validation_study.py", "retrain_noise.py", "unlearning_targets.py", "step_matched_retrain.py"]
+    "script",
+    ["validation_study.py", "retrain_noise.py", "unlearning_targets.py", "step_matched_retrain.py", "rank_methods.py"],
 )
 def test_a_folder_without_results_is_refused_and_left_empty(tmp_path, script):
     folder = tmp_path / "not_a_grid"

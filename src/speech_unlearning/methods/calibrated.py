@@ -38,7 +38,8 @@ the run ends (possibly before its first step, returning the original). The origi
 starts at 0.02-0.15 of that median on the embedded corpus's keyword model, which barely
 memorises, and at 0.64-0.96 on its speaker model, which does; 8 passes of pulling in the first
 case cost 15-21 % of a retraining and moved nothing beyond noise.
-Defaults (chosen on the validation split of the quick and fsdd grids, see docs/BENCHMARKS.md):
+Defaults (chosen on the validation split of the quick and fsdd grids; see the notebook
+docs/research/2026-12-05-benchmark-notebook.md):
 AdamW (weight decay 1e-4) for the whole network at lr 5e-4 for one epoch, 32 retain rows per
 forget batch. One epoch is what fits under 5 % of a retraining's time in every speaker-ID sample
 cell (two epochs took up to 7.3 %); over those 15 cells (five seeds × 1/5/10 %) the one-epoch lr
@@ -52,8 +53,8 @@ the head alone: lr 3e-2, 8 passes, dropped rows only. T = 2, retain weights 1 (K
 Huber β = 1, pull tolerance 0.2 (between the two ranges above, from the unlearning logs of the
 quick grid, which see no test data).
 Two options are off by default, because neither helped on validation against both references
-(docs/BENCHMARKS.md, "Restricting the pull, or repairing after it"): `saliency_ratio` lets the
-pull move only the weights most salient for Df, as SalUn does, and `repair_share` follows each
+(the notebook, "Restricting the pull, or repairing after it"): `saliency_ratio` lets the pull
+move only the weights most salient for Df, as SalUn does, and `repair_share` follows each
 pulling pass with steps on Dr alone.
 A third, `heldout_warp`, is for speaker requests whose validation speakers all appear in training
 (FSDD): there the validation split shows how the model treats new takes of voices it knows, not a
@@ -62,7 +63,7 @@ With it, the target is the Original's losses on the validation recordings with t
 warped (`data.features.warp_vocal_tract`), voices no training recording has. On FSDD keyword
 speaker requests it halves the gap to Retrain, but the pull then takes 6-9 % of a retraining's time
 and costs 4 points of Dr and 6 of the other speakers' test accuracy, so it is off
-(docs/BENCHMARKS.md, "An unseen-voice reference for speaker requests").
+(the notebook, "An unseen-voice reference for speaker requests").
 """
 
 from __future__ import annotations

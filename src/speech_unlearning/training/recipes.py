@@ -11,8 +11,9 @@ Two recipes (`RECIPES`), chosen per command (`train --recipe`) or per grid (`--s
   best validation epoch are kept, which on a cosine schedule is almost always one of the last.
   Small CPU models: AdamW, peak lr 5e-3 with a 3 % warm-up and cosine decay to 0, batch 32,
   label smoothing 0.05, weight decay 1e-4; kws-resnet 18 epochs, sid-xvector 12. On the
-  Speech Commands mini corpus the keyword model (default width) reaches 99 % train and about
-  90-91 % test accuracy in about 3 minutes on two cores (docs/BENCHMARKS.md, "Training recipes").
+  Speech Commands mini corpus the keyword model (default width) reaches 98-99 % train and
+  87-91 % test accuracy (seed-dependent) in about 3 minutes on two cores
+  (docs/research/2026-12-05-real-speech.md).
 - **early-stop**: the earlier, cheaper recipe: lr 3e-3, 5 epochs for kws-resnet and 4 for
   sid-xvector, stopping once neither validation accuracy nor loss has improved for 3 epochs. It
   reaches >= 97 % test accuracy on FSDD in seconds but underfits Speech Commands.
@@ -24,7 +25,7 @@ Two recipes (`RECIPES`), chosen per command (`train --recipe`) or per grid (`--s
 
 Augmentation (time shift, background noise from `_background_noise_`, SpecAugment masks; see
 training.augment) is off in both recipes: at these schedules every kind of it lowered test
-accuracy on the mini corpus (measured in docs/BENCHMARKS.md); switch it on with
+accuracy on the mini corpus (docs/research/2026-12-05-real-speech.md); switch it on with
 `--set shift_ms=100 --set noise_prob=0.5 ...` for longer schedules.
 """
 
