@@ -225,7 +225,10 @@ def test_real_stages_end_to_end_on_a_tiny_embedded_grid(tmp_path, cache_dir, emb
         assert summary.failed == [], errors
         evaluations = {r.config["method"]: r for r in store.records(stage="evaluate")}
         retrain = store.get(plan.stage_runs("retrain")[0].key)
+        original = store.get(plan.stage_runs("original")[0].key)
         (unlearn,) = [store.get(r.key) for r in plan.stage_runs("unlearn")]
+    # The Retrain trained with a seed of its own (initialisation and order), not the Original's.
+    assert retrain.metrics["train_seed"] != original.metrics["train_seed"]
     assert set(evaluations) == {"original", "retrain", "gradascent"}
     assert evaluations["retrain"].metrics["avg_gap_pp"] == 0.0
     assert evaluations["retrain"].metrics["metrics"]["time"]["ratio"] == 1.0
@@ -266,3 +269,6 @@ def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_pa
     # The checkpoint records the recipe it ran, so studies that retrain its cell repeat it.
     _, metadata = load_checkpoint(tmp_path / retrain.artefacts["checkpoint"])
     assert metadata["train_config"]["epochs"] == expected
+    # ... and the seed it trained with: not the Original's (one Retrain per split, K = 1).
+    (original,) = plan.stage_runs("original")
+    assert retrain.metrics["train_seed"] == metadata["train_config"]["seed"] != original.config["seed"]

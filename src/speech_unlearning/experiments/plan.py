@@ -12,9 +12,11 @@ A `Run` is one unit of work of one stage:
              Retrain spread, the indistinguishability test and, with K >= 3 on both sides, the
              forgetting score, U-LiRA and the informed attack); see experiments/ensembles.py.
 
-With `retrain_seeds` = K > 1 a split has K Retrains (its reference set), all with the same Dr and
-seeds other than the Original's; with `unlearn_seeds` = K > 1 every method runs K times on the
-split, each with its own seed. Each of them has its own evaluation.
+A split has `retrain_seeds` = K Retrains (its reference set), all with the same Dr and seeds
+other than the Original's: a Retrain that shared the Original's initialisation and data order
+would sit closer to it than a fresh training does, which favours methods that barely move (so
+even K = 1 trains with its own seed). With `unlearn_seeds` = K > 1 every method runs K times on
+the split, each with its own seed. Each of them has its own evaluation.
 
 Each run is identified by the sha256 of its canonical config (`Run.key`); the config of a run
 holds the keys of the runs it builds on, so a change anywhere upstream gives new keys
@@ -37,8 +39,8 @@ STAGES = ("corpus", "original", "retrain", "tune", "unlearn", "evaluate", "ensem
 # Seeds of the validation forget splits used for tuning are offset so they never coincide
 # with a test split's draw.
 VALIDATION_SEED_OFFSET = 10_000
-# Replica r of a split's Retrains trains with seed + REPLICA_SEED_OFFSET * (r + 1), so never with the
-# Original's seed; unlearned replica u >= 1 runs with seed + REPLICA_SEED_OFFSET * u (replica 0 keeps
+# Replica r of a split's Retrains (r = 0 included) trains with seed + REPLICA_SEED_OFFSET * (r + 1), so
+# never with the Original's seed; unlearned replica u >= 1 runs with seed + REPLICA_SEED_OFFSET * u (replica 0 keeps
 # the split's seed, as a single unlearning run always did).
 REPLICA_SEED_OFFSET = 1_000
 # The Retrain-vs-Retrain row compares two halves of the Retrains, and the spread test needs two
@@ -376,13 +378,15 @@ class _PlanBuilder:
                 self.add_ensemble(cell, method, subjects, evaluations, retrains, retrain_evals, original)
 
     def retrains(self, base: dict, corpus: Run, seed: int, split: dict) -> list[Run]:
-        """The split's reference set: one Retrain with the Original's seed (keys as before the option
-        existed), or `retrain_seeds` Retrains with seeds other than the Original's."""
-        settings = {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config)}
-        if self.config.retrain_seeds == 1:
-            return [self.add("retrain", settings, [corpus.key])]
-        return [self.add("retrain", {**settings, "init_seed": retrain_seed(seed, replica)}, [corpus.key])
-                for replica in range(self.config.retrain_seeds)]
+        """The split's reference set: `retrain_seeds` Retrains, each with a seed other than the
+        Original's (the split itself is still drawn from `seed`)."""
+        return [self.retrain(base, corpus, seed, split, replica) for replica in range(self.config.retrain_seeds)]
+
+    def retrain(self, base: dict, corpus: Run, seed: int, split: dict, replica: int = 0) -> Run:
+        """Retrain `replica` of `split`, trained on its Dr with `retrain_seed(seed, replica)`."""
+        settings = {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config),
+                    "init_seed": retrain_seed(seed, replica)}
+        return self.add("retrain", settings, [corpus.key])
 
     def add_ensemble(self, cell: dict, method: str, subjects: list[Run], evaluations: list[Run],
                      retrains: list[Run], retrain_evals: list[Run], original: Run) -> Run:
@@ -400,9 +404,8 @@ class _PlanBuilder:
         seed = original.config["seed"]
         for scenario in self.config.scenarios_for(base["task"]):
             split = _validation_split(self.config, scenario, seed)
-            retrain = self.add(
-                "retrain", {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config)}, [corpus.key]
-            )
+            # Tuning compares with a Retrain made the way the reported cells' are (own seed).
+            retrain = self.retrain(base, corpus, seed, split)
             for method in self.methods:
                 if self.tunable(method):
                     groups.setdefault(scenario, {})[method] = self.tune_group(base, original, retrain, split, method)
