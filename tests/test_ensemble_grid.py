@@ -206,6 +206,15 @@ def test_nothing_to_forget_when_the_original_sits_inside_the_retrain_spread():
     assert memorised["spread"]["comparisons"]["accuracy.df"]["inside"] is False
 
 
+def test_the_final_scores_test_ratio_uses_the_remaining_classes_of_a_class_split():
+    logits = np.zeros((2, 5, 3))
+    sample_tables = [{"accuracy": {"df": 0.8, "dr": 0.9, "test": test}} for test in (0.7, 0.75)]
+    class_tables = [{"accuracy": {**t["accuracy"], "df": 0.0, "test_remaining": t["accuracy"]["test"] + 0.1}}
+                    for t in sample_tables]
+    assert pool_of(logits, sample_tables).test_accuracy.tolist() == [0.7, 0.75]
+    assert pool_of(logits, class_tables).test_accuracy.tolist() == [t["accuracy"]["test_remaining"] for t in class_tables]
+
+
 def test_evaluate_scores_several_checkpoints_against_a_folder_of_retrains(grid, cache_dir, tmp_path, capsys):
     run_dir, plan = grid
     with ResultStore.in_folder(run_dir) as store:

@@ -154,6 +154,18 @@ class EvalContext:
             return everything, "all test recordings (the forgotten speaker(s) have fewer than 2 test recordings)"
         return everything, "all test recordings"
 
+    def test_mask_without_forgotten(self) -> tuple[np.ndarray, str]:
+        """Test rows outside the forgotten classes (all of them for other splits), and a phrase.
+
+        An attack that learns "non-member" from Dtest must not see the forgotten class there: its
+        test rows look unseen to any model that forgot the class, so the attack would learn the
+        class, not membership, and call Df unseen for that reason alone.
+        """
+        test = self.view("test").indices
+        if self.split.kind == "class":
+            return ~np.isin(self.corpus.labels[test], self.forgotten_labels()), "test recordings of the remaining classes"
+        return np.ones(len(test), dtype=bool), "all test recordings"
+
 
 # ---------------------------------------------------------------------------------------------
 # The registry
@@ -211,7 +223,8 @@ def _mean(values: np.ndarray) -> float:
     direction=(
         "df: the retrained model's value is the target: about 0 when a class is forgotten (a keyword, or a "
         "speaker in SID), about its test accuracy (not 0) for sample unlearning and for speaker unlearning in "
-        "KWS, where the keywords stay. dr, test, test_remaining, test_others: higher = more utility kept"
+        "KWS, where the keywords stay. dr, test, test_remaining, test_others: higher = more utility kept; "
+        "a class split's Avg. Gap takes test_remaining as its utility term"
     ),
     headline=("df", "dr", "test", "test_forgotten", "test_remaining", "test_speaker", "test_others"),
 )
@@ -273,17 +286,19 @@ def _seeded_rows(size: int, count: int, rng: np.random.Generator) -> np.ndarray:
     "svc_mia",
     summary=(
         "SVC MIA (l1-sparse / SalUn): RBF SVC(C=3, gamma='auto') per softmax feature, shadow members = seeded "
-        "sample of Dr, shadow non-members = Dtest (balanced); MIA-efficacy = fraction of Df predicted non-member"
+        "sample of Dr, shadow non-members = Dtest without the forgotten classes (balanced); MIA-efficacy = "
+        "fraction of Df predicted non-member"
     ),
     direction="higher = more of Df looks unseen (forgotten); the retrained model's value is the target",
     headline=("confidence",),
 )
 def svc_mia_metric(context: EvalContext, role: str) -> dict[str, float]:
-    size = min(len(context.view("retain")), len(context.view("test")), context.settings.svc_max_per_group)
+    pool = np.flatnonzero(context.test_mask_without_forgotten()[0])  # candidate shadow non-members
+    size = min(len(context.view("retain")), len(pool), context.settings.svc_max_per_group)
     if size < 1 or len(context.view("forget")) < 1:
-        raise MetricSkipped("SVC MIA needs non-empty Df, Dr and Dtest")
+        raise MetricSkipped("SVC MIA needs non-empty Df, Dr and Dtest (outside the forgotten classes)")
     members = _seeded_rows(len(context.view("retain")), size, context.rng("svc_mia/retain"))
-    nonmembers = _seeded_rows(len(context.view("test")), size, context.rng("svc_mia/test"))
+    nonmembers = pool[_seeded_rows(len(pool), size, context.rng("svc_mia/test"))]
     return svc_mia(
         context.probabilities(role, "retain")[members],
         context.labels("retain")[members],

@@ -145,6 +145,8 @@ def _notes(context: EvalContext, selected: list[Metric], results: dict, skipped:
     if names & {"loss_mia"}:
         _, described = context.test_mask_like_forget()
         notes.append(f"Loss MIA non-members: {described}.")
+    if names & {"svc_mia"}:
+        notes.append(f"SVC MIA shadow non-members: {context.test_mask_without_forgotten()[1]}.")
         folds = results.get("unlearned", {}).get("loss_mia", {}).get("n_folds")
         if folds is not None and folds < context.settings.loss_mia_folds:
             notes.append(
