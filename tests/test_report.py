@@ -231,3 +231,39 @@ def test_a_folder_with_both_kinds_of_retrain_gets_a_table_for_each(tmp_path):
         rows = {row.method: row for row in table.rows}
         assert rows["retrain"].runs == 1 and rows["retrain"].cells["df"].mean == pytest.approx(retrain_df)
         assert rows["scrub"].cells["gap_of_means"].mean == pytest.approx(5.0 / 4)
+
+
+@pytest.mark.parametrize("method", ["calibrated", "gradascent", "scrub", "finetune"])
+def test_the_report_says_which_attacks_a_methods_objective_touches(tmp_path, method):
+    """Each method row's attacks follow from what its objective reads (`Method.objective_reads`)
+    and what each attack decides on (`Metric.reads`); the note names the independent evidence."""
+    from speech_unlearning.evaluation import METRICS
+    from speech_unlearning.experiments.report import objective_touches
+    from speech_unlearning.methods import METHODS
+
+    quantities = set(METHODS.get(method).objective_reads)
+    expected = [name for name in METRICS.names() if quantities & set(METRICS.get(name).reads)]
+    with ResultStore.in_folder(tmp_path) as store:
+        add(store, "retrain", 0, sample(0.05, 0), metrics(0.8))
+        add(store, method, 0, sample(0.05, 0), metrics(0.7))
+    paths = write_report_files(tmp_path, plots=False)
+    (note,) = [line for line in paths["markdown"].read_text().splitlines() if "objective touches" in line]
+    titles = {"loss_mia": "Loss-MIA", "svc_mia": "SVC MIA"}
+    if expected:
+        assert f"{method}: {', '.join(titles[name] for name in expected)}" in note
+    else:
+        assert f"none: {method}" in note
+    assert "U-LiRA, the forgetting score and the informed attack are the independent evidence" in note
+    assert objective_touches(f"{method} [lr=0.001]") == objective_touches(method) == tuple(expected)
+    row = next(r for r in csv.DictReader(io.StringIO(paths["csv"].read_text())) if r["method"] == method)
+    assert row["objective_touches"] == (" ".join(expected) or "none")
+
+
+def test_the_loss_attacks_read_what_calibrated_optimises_and_nothing_reads_an_unknown_quantity():
+    from speech_unlearning.evaluation import METRICS, metrics_reading
+    from speech_unlearning.methods.base import OBJECTIVE_QUANTITIES
+
+    assert set(metrics_reading(["forget_loss", "heldout_loss"])) == {"loss_mia", "svc_mia"}
+    assert metrics_reading([]) == []
+    for name in METRICS.names():
+        assert set(METRICS.get(name).reads) <= OBJECTIVE_QUANTITIES.keys(), name

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -182,6 +182,9 @@ class Metric:
     headline: tuple[str, ...]  # result keys worth a line in the terminal summary
     roles: tuple[str, ...] = ROLES  # model roles it is computed for
     compared_to_retrain: bool = True  # enters gap_to_retrain (its values follow the convention)
+    # The quantities it decides on, in the names methods use for what their objective reads
+    # (methods.base.OBJECTIVE_QUANTITIES): a method that optimises one of them is judged on its target.
+    reads: tuple[str, ...] = ()
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -195,11 +198,13 @@ def register_metric(
     headline: tuple[str, ...],
     roles: tuple[str, ...] = ROLES,
     compared_to_retrain: bool = True,
+    reads: tuple[str, ...] = (),
 ) -> Callable:
     """Decorator registering `compute(context, role) -> dict` as the metric `name`."""
 
     def add(compute: Callable[[EvalContext, str], dict[str, float]]):
-        METRICS.register(name)(Metric(name, compute, summary, direction, headline, roles, compared_to_retrain))
+        metric = Metric(name, compute, summary, direction, headline, roles, compared_to_retrain, reads)
+        METRICS.register(name)(metric)
         return compute
 
     return add
@@ -207,6 +212,13 @@ def register_metric(
 
 def metric_names() -> list[str]:
     return METRICS.names()
+
+
+def metrics_reading(quantities: Iterable[str]) -> list[str]:
+    """Names of the metrics that decide on any of `quantities` (what a method's objective reads,
+    `Method.objective_reads`): the evaluations that method's own objective touches."""
+    wanted = set(quantities)
+    return [name for name in METRICS.names() if wanted & set(METRICS.get(name).reads)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +273,7 @@ def _test_groups(context: EvalContext) -> dict[str, np.ndarray]:
         "retrained model's value is the target (it can exceed 0.5 when Df shares speakers with Dr but Dtest does not)"
     ),
     headline=("accuracy", "auc"),
+    reads=("forget_loss", "heldout_loss"),  # the losses of Df (members) and of unseen recordings
 )
 def loss_mia_metric(context: EvalContext, role: str) -> dict[str, float]:
     matched, _ = context.test_mask_like_forget()
@@ -291,6 +304,7 @@ def _seeded_rows(size: int, count: int, rng: np.random.Generator) -> np.ndarray:
     ),
     direction="higher = more of Df looks unseen (forgotten); the retrained model's value is the target",
     headline=("confidence",),
+    reads=("forget_loss", "heldout_loss"),  # true-class confidence = exp(-loss), on Df and on Dtest
 )
 def svc_mia_metric(context: EvalContext, role: str) -> dict[str, float]:
     pool = np.flatnonzero(context.test_mask_without_forgotten()[0])  # candidate shadow non-members

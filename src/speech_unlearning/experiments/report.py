@@ -16,7 +16,8 @@ With several Retrains per split (`retrain_seeds`) the Retrain row pools them (it
 Retrain spread) and two more tables follow each paper table: the ensemble scores (forgetting
 quality and final score, U-LiRA, the informed attack, "indistinguishable from Retrain on N of M
 metrics", the verdict: no-op / nothing measurable to forget) and the Retrain spread per metric
-with each row's value and whether it lies inside. ENSEMBLE_NOTES give their sign conventions.
+with each row's value and whether it lies inside. ENSEMBLE_NOTES give their sign conventions. A note
+names, per method, the attacks its own objective touches (`objective_touches`).
 
 Files written to RUN_DIR/report/: report.md, results.csv (the aggregated tables), runs.csv (one
 line per evaluation), ensembles.csv (one line per ensemble row, when there are any), report.html
@@ -345,6 +346,51 @@ READING_NOTES = (
 )
 
 
+# Report titles of the attacks a method's objective can touch (evaluation metrics with `reads`).
+ATTACK_TITLES = {"loss_mia": "Loss-MIA", "svc_mia": "SVC MIA"}
+
+
+def objective_touches(method: str) -> tuple[str, ...] | None:
+    """The attacks (metric names) that decide on a quantity `method`'s own objective reads
+    (`Method.objective_reads` against `Metric.reads`); None for a name that is no registered
+    method. `method` may be a row label ("calibrated [heldout_warp=0.2]", "scrub+superloss")."""
+    from ..evaluation.metrics import metrics_reading
+    from ..methods.base import split_method_name
+    from .plan import load_methods
+
+    load_methods()
+    try:
+        method_class, _ = split_method_name(method.split(" [", 1)[0])
+    except (KeyError, ValueError):
+        return None
+    return tuple(metrics_reading(method_class.objective_reads))
+
+
+def objective_note(tables: Sequence[Table]) -> str | None:
+    """One reading note: which attacks each method of the tables optimises itself, and where the
+    independent evidence is."""
+    methods = sorted({row.method for table in tables for row in table.rows if row.method not in REFERENCE_ROWS})
+    touches = {method: objective_touches(method) for method in methods}
+    touched = [f"{method}: {', '.join(ATTACK_TITLES.get(a, a) for a in attacks)}"
+               for method, attacks in touches.items() if attacks]
+    untouched = [method for method, attacks in touches.items() if attacks == ()]
+    if not touched and not untouched:
+        return None
+    listing = "; ".join(touched + ([f"none: {', '.join(untouched)}"] if untouched else []))
+    return ("Attacks a method's own objective touches (each method declares what its objective reads, each attack "
+            f"what it decides on): {listing}. An attack that decides on what a method optimises judges it on its "
+            "own target: read those cells as the objective met, not as independent evidence of forgetting. U-LiRA, "
+            "the forgetting score and the informed attack are the independent evidence: they judge each Df example "
+            "against its own distribution over the Retrains, which no method's objective reads.")
+
+
+def reading_notes(tables: Sequence[Table], ensembles: Sequence["EnsembleTable"] = ()) -> tuple[str, ...]:
+    """The notes under the tables: how to read them, which attacks each method optimises, and the
+    ensemble tables' sign conventions when there are any."""
+    objective = objective_note(tables)
+    return READING_NOTES + ((objective,) if objective else ()) + (ENSEMBLE_NOTES if ensembles else ())
+
+
 def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (), plots: Sequence[Path] = (),
                     ensembles: Sequence["EnsembleTable"] = ()) -> str:
     lines = ["# Speech unlearning benchmark", ""]
@@ -355,7 +401,7 @@ def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (),
         if table.original_fit:
             lines += [table.original_fit, ""]
     lines += ensemble_markdown(ensembles)
-    notes = READING_NOTES + (ENSEMBLE_NOTES if ensembles else ())
+    notes = reading_notes(tables, ensembles)
     lines += ["## How to read the tables", ""] + [f"- {note}" for note in notes] + [""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
@@ -371,14 +417,16 @@ def results_csv(tables: Sequence[Table]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "corpus", "scenario", "method", "runs",
-                     *[f"{c.key}_{stat}" for c in TABLE_COLUMNS for stat in ("mean", "std")]])
+                     *[f"{c.key}_{stat}" for c in TABLE_COLUMNS for stat in ("mean", "std")], "objective_touches"])
     for table in tables:
         for row in table.rows:
             values = []
             for column in TABLE_COLUMNS:
                 cell = row.cells[column.key]
                 values += ["" if cell.mean is None else f"{cell.mean:.6g}", "" if cell.std is None else f"{cell.std:.6g}"]
-            writer.writerow([table.task, table.corpus, row.scenario, row.method, row.runs, *values])
+            touches = None if row.method in REFERENCE_ROWS else objective_touches(row.method)
+            writer.writerow([table.task, table.corpus, row.scenario, row.method, row.runs, *values,
+                             "" if touches is None else " ".join(touches) or "none"])
     return out.getvalue()
 
 
@@ -818,7 +866,7 @@ def format_html(tables: Sequence[Table], plots: Sequence[Path], failures: Sequen
                   _html_table(table)]
     if ensembles:
         parts.append(_markdown_to_html(ensemble_markdown(ensembles)))
-    notes = READING_NOTES + (ENSEMBLE_NOTES if ensembles else ())
+    notes = reading_notes(tables, ensembles)
     parts += ["<h2>How to read the tables</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     if plots:
         parts.append("<h2>Plots</h2>")
@@ -885,6 +933,9 @@ def format_terminal(run_dir: str | Path) -> str:
     lines = []
     for table in tables:
         lines += [table.title, *_markdown_table(table), *([table.original_fit] if table.original_fit else []), ""]
+    objective = objective_note(tables)
+    if objective:
+        lines += [f"- {objective}", ""]
     if ensembles:
         lines += ensemble_markdown(ensembles) + [f"- {note}" for note in ENSEMBLE_NOTES] + [""]
     return "\n".join(lines)

@@ -48,6 +48,7 @@ class RetrainConfig:
 @register_method("retrain")
 class Retrain(Method):
     summary = "train from scratch on Dr with the original recipe (gold standard; defines the budget)"
+    objective_reads = ()  # trains on Dr from scratch
     config_class = RetrainConfig
     loss_roles = ()
 

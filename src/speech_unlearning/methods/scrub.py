@@ -60,6 +60,7 @@ def distillation_kl(ctx: UnlearnContext, student_logits: torch.Tensor, inputs: t
 @register_method("scrub")
 class Scrub(Method):
     summary = "alternate max-KL epochs on Df and min (γ·CE + α·KL) epochs on Dr, distilling from the original"
+    objective_reads = ()  # KL to the original's outputs on Df, not the true-label loss
     config_class = ScrubConfig
 
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:

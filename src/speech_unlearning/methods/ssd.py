@@ -116,6 +116,7 @@ def full_training_data(ctx: UnlearnContext) -> ArrayData:
 @register_method("ssd")
 class SSD(Method):
     summary = "dampen parameters far more important to Df than to D (diagonal Fisher); no training"
+    objective_reads = ()  # no objective: dampens weights by Fisher importance
     config_class = SSDConfig
     loss_roles = ()
 
