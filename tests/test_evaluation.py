@@ -302,6 +302,23 @@ def test_relearning_restores_a_head_suppressed_model_faster_than_a_retrained_one
         assert suppressed["n_attack_forget"] == 30 and suppressed["n_held_out"] == 120
 
 
+def test_relearning_is_read_early_and_at_the_end_of_its_schedule(unlearning_setup):
+    """'early' is the accuracy a shorter attack would end on; 'after' the full schedule's."""
+    setup = unlearning_setup
+    attack = lambda config: relearn_attack(setup["suppressed"], setup["forget"], setup["retain"], config, seed=1)  # noqa: E731
+    full = attack(RelearnConfig(steps=12, early_step=3, eval_every=5))
+    assert {"at_step_3", "at_step_5", "at_step_10", "at_step_12"} <= set(full)
+    assert full["early"] == full["at_step_3"] and full["after"] == full["at_step_12"]
+    assert full["early"] == attack(RelearnConfig(steps=3, eval_every=5))["after"]
+    # The suppressed model comes back within the first steps already, and further by the end.
+    assert full["before"] < full["early"] <= full["after"]
+    # A schedule shorter than the early step reads both at its last step.
+    short = attack(RelearnConfig(steps=2))
+    assert short["early"] == short["after"] == short["at_step_2"]
+    with pytest.raises(ValueError, match="early_step"):
+        RelearnConfig(early_step=0)
+
+
 def test_relearn_attack_leaves_the_model_untouched(unlearning_setup):
     model = unlearning_setup["suppressed"]
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}

@@ -267,3 +267,23 @@ def test_the_loss_attacks_read_what_calibrated_optimises_and_nothing_reads_an_un
     assert metrics_reading([]) == []
     for name in METRICS.names():
         assert set(METRICS.get(name).reads) <= OBJECTIVE_QUANTITIES.keys(), name
+
+
+def test_the_relearn_columns_show_the_attack_early_and_at_the_end_of_its_schedule(tmp_path):
+    from speech_unlearning.experiments.report import RELEARN
+
+    relearn = {"scrub": (0.30, 0.70), "retrain": (0.10, 0.40)}
+    with ResultStore.in_folder(tmp_path) as store:
+        for method, (early, after) in relearn.items():
+            values = metrics(0.8)
+            values["metrics"]["relearn"] = {"before": 0.0, "early": early, "after": after}
+            add(store, method, 0, sample(0.05, 0), values)
+        (table,) = aggregate(collect_rows(store))
+    rows = {row.method: row for row in table.rows}
+    for method, (early, after) in relearn.items():
+        assert rows[method].cells["relearn_early"].mean == pytest.approx(100 * early)
+        assert rows[method].cells["relearn_end"].mean == pytest.approx(100 * after)
+    markdown = write_report_files(tmp_path, plots=False)["markdown"].read_text()
+    assert f"Relearn: Df acc. at step {RELEARN.early_at} (%)" in markdown
+    assert f"Relearn: Df acc. at step {RELEARN.steps}, the end (%)" in markdown
+    assert RELEARN.early_at < RELEARN.steps

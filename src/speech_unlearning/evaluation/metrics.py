@@ -374,10 +374,11 @@ def probe_metric(context: EvalContext, role: str) -> dict[str, float]:
         "relearning attack: fine-tune a copy briefly on part of Df (plus as many Dr rows); accuracy on the rest of Df"
     ),
     direction=(
-        "lower 'after' = harder to relearn (more thoroughly forgotten); "
-        "the retrained model under the same attack is the target"
+        "lower 'early' (Df accuracy after the first few attack steps) and 'after' (at the end of the attack's "
+        "schedule) = harder to relearn (more thoroughly forgotten); the retrained model under the same attack "
+        "is the target"
     ),
-    headline=("before", "after"),
+    headline=("before", "early", "after"),
 )
 def relearn_metric(context: EvalContext, role: str) -> dict[str, float]:
     try:

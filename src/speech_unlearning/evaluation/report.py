@@ -161,7 +161,8 @@ def _notes(context: EvalContext, selected: list[Metric], results: dict, skipped:
             f"Relearning attack: {relearn.steps} {relearn.optimizer} steps, lr {relearn.lr}, "
             f"batch {relearn.batch_size}, "
             f"on {relearn.fraction:.0%} of Df plus {relearn.retain_per_forget:g} retain row(s) per attacked Df row, "
-            "model in eval mode (frozen batch-norm statistics and dropout)."
+            "model in eval mode (frozen batch-norm statistics and dropout); held-out Df accuracy 'early' after "
+            f"{relearn.early_at} steps and 'after' at the end ({relearn.steps} steps)."
         )
     ratio = results.get("unlearned", {}).get("time", {}).get("ratio")
     if ratio is not None and ratio > 1:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..evaluation.gap import gap_of_means
+from ..evaluation.relearn import RelearnConfig
 from ..io import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
 from .plan import describe_split
 from .store import ResultStore, RunRecord
@@ -60,6 +61,9 @@ class Column:
     digits: int = 1
 
 
+# The relearning attack of the grid's evaluations (the stages use the default settings).
+RELEARN = RelearnConfig()
+
 COLUMNS: tuple[Column, ...] = (
     Column("df", "Df acc. (%)", ("metrics", "accuracy", "df"), 100.0),
     Column("dr", "Dr acc. (%)", ("metrics", "accuracy", "dr"), 100.0),
@@ -68,6 +72,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("test_remaining", "Dtest acc., remaining classes (%)", ("metrics", "accuracy", "test_remaining"), 100.0),
     Column("loss_mia", "Loss-MIA acc. (%) [50 = forgotten]", ("metrics", "loss_mia", "accuracy"), 100.0),
     Column("svc_mia", "SVC MIA-efficacy (%) [higher = forgotten]", ("metrics", "svc_mia", "confidence"), 100.0),
+    Column("relearn_early", f"Relearn: Df acc. at step {RELEARN.early_at} (%) [target: Retrain]",
+           ("metrics", "relearn", "early"), 100.0),
+    Column("relearn_end", f"Relearn: Df acc. at step {RELEARN.steps}, the end (%) [target: Retrain]",
+           ("metrics", "relearn", "after"), 100.0),
     Column("seconds", "Time (s)", ("metrics", "time", "unlearn_seconds"), 1.0, 2),
     Column("time_ratio", "Time / Retrain", ("metrics", "time", "ratio"), 1.0, 3),
     Column("avg_gap", "Avg. Gap (pp)", ("avg_gap_pp",), 1.0, 2),
@@ -341,6 +349,10 @@ READING_NOTES = (
     "would teach it the class instead of membership. The Retrain row is the target for both attacks, not an ideal "
     "value.",
     "Sample unlearning: the right Df accuracy is Retrain's (about its test accuracy), not 0.",
+    f"Relearn: a copy of the model is fine-tuned on {RELEARN.fraction:.0%} of Df (plus as many Dr rows) for "
+    f"{RELEARN.steps} steps; the columns give its accuracy on the rest of Df after {RELEARN.early_at} steps (how "
+    "fast it comes back) and at the end of that schedule (how much comes back at all). Lower = harder to relearn; "
+    "the Retrain row is the target. NA where the grid ran without the attack.",
     "Time: wall time of the unlearning call (Retrain: its training time); Time / Retrain above 1 means retraining "
     "would have been cheaper. Original has no unlearning time (NA).",
 )
@@ -575,7 +587,7 @@ ENSEMBLE_COLUMNS: tuple[Column, ...] = (
 )
 # Metrics of the Retrain-spread table, in this order when present (the headline count covers all).
 SPREAD_KEYS = ("accuracy.df", "accuracy.dr", "accuracy.test", "accuracy.test_remaining", "loss_mia.accuracy",
-               "svc_mia.confidence", "probe.balanced_accuracy", "relearn.after")
+               "svc_mia.confidence", "probe.balanced_accuracy", "relearn.early", "relearn.after")
 ENSEMBLE_NOTES = (
     "Ensemble tables (retrain_seeds = K >= 2): every split has K Retrains trained on its Dr with seeds other than "
     "the Original's, every method K unlearned models with their own seeds (unlearn_seeds); column K gives "
