@@ -242,8 +242,13 @@ def test_real_stages_end_to_end_on_a_tiny_embedded_grid(tmp_path, cache_dir, emb
     assert unlearn.metrics["budget_seconds"] == pytest.approx(min(retrain.seconds, 1.0))
     assert (tmp_path / unlearn.artefacts["checkpoint"] / "model.safetensors").is_file()
     assert evaluations["gradascent"].metrics["metrics"]["time"]["unlearn_seconds"] == pytest.approx(unlearn.seconds)
+    # The run records how much of its schedule it took: cut short exactly when the budget stopped it.
+    steps, planned = unlearn.metrics["steps"], unlearn.metrics["planned_steps"]
+    assert 0 < steps <= planned and (steps < planned) == unlearn.metrics["budget_exhausted"]
     markdown = write_report_files(tmp_path, plots=False)["markdown"].read_text()
     assert "| gradascent |" in markdown and "| Retrain |" in markdown
+    (line,) = [line for line in markdown.splitlines() if line.startswith("| gradascent |")]
+    assert f"of {planned}" in line and ("capped at" in line) == unlearn.metrics["budget_exhausted"]
 
 
 def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_path, cache_dir, embedded_sid):

@@ -122,6 +122,13 @@ def test_method_forgets_deterministically_and_leaves_the_original_alone(setting,
     assert first.model is not setting.model
     assert first.steps > 0 and first.seconds > 0 and not first.budget_exhausted and not first.diverged
     assert first.name == name and first.to_metadata()["method"] == name
+    # Uncapped, a run takes the steps its schedule plans (calibrated may stop early once Df sits at
+    # its targets), and says how many that is.
+    assert first.to_metadata()["planned_steps"] == first.planned_steps
+    if name.startswith("calibrated"):
+        assert 0 < first.steps <= first.planned_steps
+    else:
+        assert first.steps == first.planned_steps
     # Losses only carry the roles the method declares; "+superloss" really re-weights something.
     method_class, _ = split_method_name(name)
     if method_class.loss_roles:  # (Retrain's log is the training loop's history)
@@ -146,6 +153,7 @@ def test_method_stops_at_its_time_budget(setting, name):
     assert result.seconds <= wall
     if result.budget_exhausted:
         assert budget <= result.seconds <= budget + 0.5, result.seconds
+        assert result.steps < result.planned_steps  # capped: fewer steps than the schedule plans
     else:  # only a method with a fixed amount of work (SSD) may finish inside the budget
         assert "epochs" not in fields and result.seconds < budget
 
@@ -164,6 +172,8 @@ def test_method_stops_at_its_step_budget_and_the_same_step_on_every_run(setting,
         assert not first.budget_exhausted
     else:
         assert first.steps == 3 and first.budget_exhausted
+        # The cap is reported against the schedule it cut short.
+        assert first.planned_steps == second.planned_steps > first.steps
     _assert_same_state(_state(first.model), _state(second.model))
 
 

@@ -287,3 +287,34 @@ def test_the_relearn_columns_show_the_attack_early_and_at_the_end_of_its_schedul
     assert f"Relearn: Df acc. at step {RELEARN.early_at} (%)" in markdown
     assert f"Relearn: Df acc. at step {RELEARN.steps}, the end (%)" in markdown
     assert RELEARN.early_at < RELEARN.steps
+
+
+def test_a_method_stopped_by_its_budget_is_reported_capped_next_to_its_planned_schedule(tmp_path):
+    # scrub: one run cut by the budget, one that finished; gradascent: every run finished.
+    runs = {"scrub": [(120, 400, True), (400, 400, False)], "gradascent": [(50, 50, False), (60, 60, False)]}
+    with ResultStore.in_folder(tmp_path) as store:
+        for method, schedules in runs.items():
+            for seed, (steps, planned, capped) in enumerate(schedules):
+                split = sample(0.05, seed)
+                if method == "scrub":
+                    add(store, "retrain", seed, split, metrics(0.8))
+                unlearn = Run("unlearn", {"stage": "unlearn", "seed": seed, "split": split, "method": method})
+                store.ensure([unlearn])
+                store.mark_done(unlearn, {"steps": steps, "planned_steps": planned, "budget_exhausted": capped}, {}, 1.0)
+                run = Run("evaluate", {"stage": "evaluate", "task": "kws", "corpus": "embedded", "model": "kws-resnet",
+                                       "seed": seed, "split": split, "method": method, "subject": unlearn.key})
+                store.ensure([run])
+                store.mark_done(run, metrics(0.7), {}, 1.0)
+        (table,) = aggregate(collect_rows(store))
+    rows = {row.method: row for row in table.rows}
+    assert rows["scrub"].schedule == "capped at 120 of 400 steps (1 of 2 runs)"
+    assert rows["gradascent"].schedule == "50-60 of 50-60"  # nothing capped: steps taken of steps planned
+    assert rows["retrain"].schedule == ""
+    paths = write_report_files(tmp_path, plots=False)
+    lines = paths["markdown"].read_text().splitlines()
+    assert any(line.startswith("| scrub |") and "capped at 120 of 400 steps" in line for line in lines)
+    assert any(line.startswith("| Retrain |") and "| — |" in line for line in lines)
+    assert any("Steps (of planned)" in line and "capped at N of M steps" in line for line in lines)
+    per_run = list(csv.DictReader(io.StringIO(paths["runs_csv"].read_text())))
+    capped = {(r["method"], r["seed"]): r["capped"] for r in per_run if r["method"] != "retrain"}
+    assert capped == {("scrub", "0"): "1", ("scrub", "1"): "0", ("gradascent", "0"): "0", ("gradascent", "1"): "0"}

@@ -103,12 +103,53 @@ class EvalRow:
     retrain_match: str = "epochs"  # how long its Retrain trained (BenchConfig.retrain_match)
     replica: bool = False  # a Retrain of the reference set other than the split's first one
     no_op: bool | None = None  # the unlearned model is the Original unchanged (None: not checked)
+    schedule: "Schedule | None" = None  # steps taken and planned (unlearned models only)
 
     @property
     def cell(self) -> tuple:
         """The runs a method's row and Retrain's row share: same backbone, seed, forget split and
         kind of Retrain (a folder may hold both kinds)."""
         return self.model, self.seed, self.split, self.retrain_match
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How far an unlearning run got: optimiser steps taken, those its schedule plans (None when
+    the run did not record them) and whether a budget (time or step cap) stopped it."""
+
+    steps: int
+    planned: int | None
+    capped: bool
+
+    @classmethod
+    def of(cls, metrics: Mapping[str, Any]) -> "Schedule | None":
+        """From an unlearn record's metrics (UnlearnResult.to_metadata); None without a step count."""
+        if metrics.get("steps") is None:
+            return None
+        planned = metrics.get("planned_steps")
+        return cls(int(metrics["steps"]), None if planned is None else int(planned),
+                   bool(metrics.get("budget_exhausted")))
+
+
+def _span(values: Sequence[int]) -> str:
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def schedule_text(schedules: Sequence["Schedule | None"]) -> str:
+    """The steps cell of a row: "400 of 400" when every run finished its schedule, "capped at 120 of
+    400 steps (3 of 4 runs)" when a budget stopped some; "" when no run recorded its steps."""
+    known = [schedule for schedule in schedules if schedule is not None]
+    if not known:
+        return ""
+    capped = [schedule for schedule in known if schedule.capped]
+    shown = capped or known
+    steps = _span([schedule.steps for schedule in shown])
+    planned = [schedule.planned for schedule in shown if schedule.planned is not None]
+    of = f" of {_span(planned)}" if planned else ""
+    if not capped:
+        return f"{steps}{of}"
+    runs = f" ({len(capped)} of {len(known)} runs)" if len(capped) < len(known) else ""
+    return f"capped at {steps}{of} steps{runs}"
 
 
 @dataclass
@@ -141,6 +182,7 @@ class TableRow:
     cells: dict[str, Cell]
     runs: int
     no_op: bool = False  # every model of the row is the Original unchanged
+    schedule: str = ""  # schedule_text of its unlearning runs
 
 
 @dataclass
@@ -190,14 +232,21 @@ class EvaluationContext:
 
     overrides: Mapping[str, dict[str, Any]]  # unlearning run key -> its method overrides
     retrain_kinds: Mapping[str, str]  # Retrain run key -> BenchConfig.retrain_match
+    schedules: Mapping[str, Schedule | None] = field(default_factory=dict)  # unlearning run key -> its steps
 
     @classmethod
     def of(cls, store: ResultStore) -> "EvaluationContext":
+        unlearned = store.records(stage="unlearn")
         overrides = {record.key: dict((record.config.get("hyper") or {}).get("overrides") or {})
-                     for record in store.records(stage="unlearn")}
+                     for record in unlearned}
         kinds = {record.key: record.config.get("train", {}).get("match", "epochs")
                  for record in store.records(stage="retrain")}
-        return cls(overrides, kinds)
+        schedules = {record.key: Schedule.of(record.metrics or {}) for record in unlearned}
+        return cls(overrides, kinds, schedules)
+
+    def schedule_of(self, evaluation: RunRecord) -> Schedule | None:
+        """The steps of the unlearning run an evaluation scored (None for the references)."""
+        return self.schedules.get(evaluation.config.get("subject"))
 
     def overrides_of(self, evaluation: RunRecord) -> dict[str, Any]:
         """{} for defaults, tuned runs and the references."""
@@ -207,7 +256,8 @@ class EvaluationContext:
         return self.retrain_kinds.get(evaluation.config.get("retrain"), "epochs")
 
 
-def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mapping[str, Any] | None = None) -> EvalRow:
+def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mapping[str, Any] | None = None,
+             schedule: Schedule | None = None) -> EvalRow:
     """Flatten one "evaluate" record, its method named with `overrides` (`variant_label`).
     Retrain's time is its training time (ratio 1 by definition)."""
     config, metrics = record.config, record.metrics or {}
@@ -219,14 +269,15 @@ def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mappin
         scenario=split["scenario"], ratio=split.get("ratio"), method=variant_label(config["method"], overrides),
         values=values, split=describe_split(split), metrics=metrics.get("metrics") or {}, retrain_match=retrain_match,
         replica=config["method"] == "retrain" and config.get("subject", config.get("retrain")) != config.get("retrain"),
-        no_op=metrics.get("no_op"),
+        no_op=metrics.get("no_op"), schedule=schedule,
     )
 
 
 def collect_rows(store: ResultStore) -> list[EvalRow]:
     """Every finished evaluation of the test splits in the database."""
     context = EvaluationContext.of(store)
-    return [eval_row(record, context.retrain_kind_of(record), context.overrides_of(record))
+    return [eval_row(record, context.retrain_kind_of(record), context.overrides_of(record),
+                     context.schedule_of(record))
             for record in store.records(stage="evaluate", status="done")
             if record.config.get("split", {}).get("role", "test") == "test"]
 
@@ -259,7 +310,8 @@ def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
                 cells = {c.key: Cell.of(r.values[c.key] for r in chosen) for c in COLUMNS}
                 cells[GAP_OF_MEANS.key] = _gap_of_means(chosen, retrain_by_cell)
                 no_op = bool(chosen) and all(r.no_op for r in chosen)
-                table.rows.append(TableRow(scenario, method, cells, len(chosen), no_op))
+                schedule = schedule_text([r.schedule for r in chosen])
+                table.rows.append(TableRow(scenario, method, cells, len(chosen), no_op, schedule))
         tables.append(table)
     return tables
 
@@ -307,8 +359,12 @@ def display_name(method: str, no_op: bool = False) -> str:
 # Markdown and CSV
 
 
+# The text column after the numeric ones: how much of its schedule each unlearning run took.
+STEPS_TITLE = "Steps (of planned)"
+
+
 def _markdown_table(table: Table) -> list[str]:
-    header = ["Method", *(c.title for c in TABLE_COLUMNS), "runs"]
+    header = ["Method", *(c.title for c in TABLE_COLUMNS), STEPS_TITLE, "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     current = None
     for row in table.rows:
@@ -316,7 +372,8 @@ def _markdown_table(table: Table) -> list[str]:
             current = row.scenario
             lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
         cells = [row.cells[c.key].format(c.digits) for c in TABLE_COLUMNS]
-        lines.append("| " + " | ".join([display_name(row.method, row.no_op), *cells, str(row.runs)]) + " |")
+        steps = row.schedule or "—"
+        lines.append("| " + " | ".join([display_name(row.method, row.no_op), *cells, steps, str(row.runs)]) + " |")
     return lines
 
 
@@ -355,6 +412,11 @@ READING_NOTES = (
     "the Retrain row is the target. NA where the grid ran without the attack.",
     "Time: wall time of the unlearning call (Retrain: its training time); Time / Retrain above 1 means retraining "
     "would have been cheaper. Original has no unlearning time (NA).",
+    f"{STEPS_TITLE}: the optimiser steps each unlearning run took and those its documented schedule plans "
+    "(its epochs x batches, with the row's settings). 'capped at N of M steps' marks runs a budget stopped first "
+    "(the time budget, budget_factor x Retrain's time up to unlearn_cap_seconds, or the step cap unlearn_cap_steps): "
+    "such a row measures the method cut short, not as documented; run the grid without the cap for the uncapped "
+    "row where they differ.",
 )
 
 
@@ -429,7 +491,8 @@ def results_csv(tables: Sequence[Table]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "corpus", "scenario", "method", "runs",
-                     *[f"{c.key}_{stat}" for c in TABLE_COLUMNS for stat in ("mean", "std")], "objective_touches"])
+                     *[f"{c.key}_{stat}" for c in TABLE_COLUMNS for stat in ("mean", "std")], "objective_touches",
+                     "steps"])
     for table in tables:
         for row in table.rows:
             values = []
@@ -438,7 +501,7 @@ def results_csv(tables: Sequence[Table]) -> str:
                 values += ["" if cell.mean is None else f"{cell.mean:.6g}", "" if cell.std is None else f"{cell.std:.6g}"]
             touches = None if row.method in REFERENCE_ROWS else objective_touches(row.method)
             writer.writerow([table.task, table.corpus, row.scenario, row.method, row.runs, *values,
-                             "" if touches is None else " ".join(touches) or "none"])
+                             "" if touches is None else " ".join(touches) or "none", row.schedule])
     return out.getvalue()
 
 
@@ -447,11 +510,14 @@ def runs_csv(rows: Sequence[EvalRow]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "corpus", "model", "seed", "scenario", "ratio", "split", "method",
-                     *[c.key for c in COLUMNS]])
+                     *[c.key for c in COLUMNS], "steps", "planned_steps", "capped"])
     for row in rows:
         values = ["" if row.values[c.key] is None else f"{row.values[c.key]:.6g}" for c in COLUMNS]
+        schedule = row.schedule
+        steps = ["", "", ""] if schedule is None else [
+            schedule.steps, "" if schedule.planned is None else schedule.planned, int(schedule.capped)]
         writer.writerow([row.task, row.corpus, row.model, row.seed, row.scenario,
-                         "" if row.ratio is None else row.ratio, row.split, row.method, *values])
+                         "" if row.ratio is None else row.ratio, row.split, row.method, *values, *steps])
     return out.getvalue()
 
 
@@ -853,13 +919,15 @@ li{margin:.2em 0}code{background:#f4f4f4;padding:0 .2em}
 
 
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(t)}</th>" for t in ["Method", *(c.title for c in TABLE_COLUMNS), "runs"])
+    titles = ["Method", *(c.title for c in TABLE_COLUMNS), STEPS_TITLE, "runs"]
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in titles)
     body, current = [], None
     for row in table.rows:
         if row.scenario != current:
             current = row.scenario
-            body.append(f'<tr class="group"><td colspan="{len(TABLE_COLUMNS) + 2}">{SCENARIO_TITLES[current]}</td></tr>')
+            body.append(f'<tr class="group"><td colspan="{len(titles)}">{SCENARIO_TITLES[current]}</td></tr>')
         cells = "".join(f"<td>{html.escape(row.cells[c.key].format(c.digits))}</td>" for c in TABLE_COLUMNS)
+        cells += f"<td>{html.escape(row.schedule or '—')}</td>"
         css = ' class="reference"' if row.method in REFERENCE_ROWS else ""
         body.append(f"<tr{css}><td>{html.escape(display_name(row.method, row.no_op))}</td>{cells}<td>{row.runs}</td></tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -194,6 +194,9 @@ class UnlearnContext:
     superloss: dict[str, "SuperLoss"] = field(default_factory=dict)  # role -> weighting state
     optimizer: torch.optim.Optimizer | None = None
     steps: int = 0
+    # Optimiser steps of the method's schedule run to its end (None: unknown), so that a run cut by
+    # its budget can be reported as "capped at `steps` of `planned_steps`".
+    planned_steps: int | None = None
     log: list[dict] = field(default_factory=list)
     budget_exhausted: bool = False
     diverged: bool = False
@@ -315,6 +318,11 @@ class Method:
         """The phases of 0-based `epoch`, in order."""
         raise NotImplementedError
 
+    def planned_steps(self, ctx: UnlearnContext, first_plan: list[Phase]) -> int:
+        """Optimiser steps of the whole schedule: every epoch like the first (methods whose later
+        epochs differ say so). A schedule that may end early by itself (calibrated) counts its maximum."""
+        return ctx.config.epochs * sum(phase.num_batches for phase in first_plan)
+
     def before_step(self, ctx: UnlearnContext) -> None:
         """Called after backward, before the optimiser step (e.g. to mask gradients)."""
 
@@ -417,6 +425,7 @@ class UnlearnResult:
     superloss: "SuperLossConfig | None" = None
     seed: int = 0
     diverged: bool = False  # a non-finite loss stopped the run (weights are the last finite ones)
+    planned_steps: int | None = None  # the schedule's steps had no budget stopped it (None: unknown)
 
     def config_dict(self) -> dict[str, Any]:
         """Method and SuperLoss settings in one dict: exactly what `--set` accepts for `name`."""
@@ -433,6 +442,7 @@ class UnlearnResult:
             "seed": self.seed,
             "seconds": self.seconds,
             "steps": self.steps,
+            "planned_steps": self.planned_steps,
             "budget_exhausted": self.budget_exhausted,
             "diverged": self.diverged,
         }

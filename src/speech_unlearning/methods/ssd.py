@@ -21,6 +21,7 @@ far (a random subset, D is shuffled) are used.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -132,6 +133,8 @@ class SSD(Method):
 
     def run(self, ctx: UnlearnContext) -> None:
         training_data = full_training_data(ctx)
+        # One Fisher batch counts as a step: a pass over Df, then one over D.
+        ctx.planned_steps = sum(math.ceil(len(data) / ctx.config.batch_size) for data in (ctx.forget, training_data))
         forget_importance = diagonal_fisher(ctx, ctx.forget)
         full_importance = diagonal_fisher(ctx, training_data) if not ctx.budget_exhausted else None
         dampened = 0
