@@ -43,6 +43,11 @@ VALIDATION_SEED_OFFSET = 10_000
 # never with the Original's seed; unlearned replica u >= 1 runs with seed + REPLICA_SEED_OFFSET * u (replica 0 keeps
 # the split's seed, as a single unlearning run always did).
 REPLICA_SEED_OFFSET = 1_000
+# Part of every evaluation's key: raised when what an evaluation measures changes, so that a store
+# re-evaluates rather than mixes two definitions in one table. 2: class requests take the remaining
+# classes' test accuracy as the Avg. Gap's utility term and leave the forgotten class out of the SVC
+# attack's non-members; the relearning attack is read early and at the end of its schedule.
+METRIC_RULES = 2
 # The Retrain-vs-Retrain row compares two halves of the Retrains, and the spread test needs two
 # values on each side.
 REFERENCE_ROW_MIN_RETRAINS = 4
@@ -311,7 +316,8 @@ class _PlanBuilder:
         return {"factor": self.config.budget_factor, "cap_seconds": self.config.unlearn_cap_seconds}
 
     def eval_options(self) -> dict[str, Any]:
-        return {"relearn_attack": self.config.relearn_attack, "representation_probe": self.config.representation_probe}
+        return {"relearn_attack": self.config.relearn_attack, "representation_probe": self.config.representation_probe,
+                "metric_rules": METRIC_RULES}
 
     def build_task(self, task: str) -> None:
         config = self.config
@@ -337,16 +343,17 @@ class _PlanBuilder:
         retrain = retrains[0]  # draws the split, sets the time budget, is every per-run gap's reference
         cell = {**base, "seed": seed, "split": split, "original": original.key, "retrain": retrain.key}
         # The Retrain's own evaluation comes first: every other evaluation of the cell reuses its
-        # metric table as the reference instead of recomputing it.
+        # metric table as the reference instead of recomputing it. Unlearning runs do not name it,
+        # so a change to the evaluations alone (METRIC_RULES, the attack options) never reruns them.
         reference = self.add("evaluate", {**cell, "method": "retrain", "subject": retrain.key,
                                           "options": self.eval_options()}, [original.key, retrain.key])
-        cell = {**cell, "reference_eval": reference.key}
+        scored = {**cell, "reference_eval": reference.key}
         retrain_evals = [reference] + [
-            self.add("evaluate", {**cell, "method": "retrain", "subject": replica.key, "options": self.eval_options()},
+            self.add("evaluate", {**scored, "method": "retrain", "subject": replica.key, "options": self.eval_options()},
                      [original.key, retrain.key, replica.key, reference.key])
             for replica in retrains[1:]
         ]
-        original_eval = self.add("evaluate", {**cell, "method": "original", "subject": original.key,
+        original_eval = self.add("evaluate", {**scored, "method": "original", "subject": original.key,
                                               "options": self.eval_options()}, [original.key, retrain.key, reference.key])
         rows = {"original": ([original], [original_eval]), "retrain": ([], [])}
         for method in self.methods:
@@ -366,7 +373,7 @@ class _PlanBuilder:
                     [original.key, retrain.key, *tune_deps],
                 )
                 evaluation = self.add(
-                    "evaluate", {**cell, "method": method, "subject": unlearn.key, "options": self.eval_options()},
+                    "evaluate", {**scored, "method": method, "subject": unlearn.key, "options": self.eval_options()},
                     [unlearn.key, original.key, retrain.key, reference.key])
                 unlearned.append(unlearn)
                 evaluations.append(evaluation)
@@ -375,7 +382,7 @@ class _PlanBuilder:
             del rows["retrain"]
         if len(retrains) >= 2:
             for method, (subjects, evaluations) in rows.items():
-                self.add_ensemble(cell, method, subjects, evaluations, retrains, retrain_evals, original)
+                self.add_ensemble(scored, method, subjects, evaluations, retrains, retrain_evals, original)
 
     def retrains(self, base: dict, corpus: Run, seed: int, split: dict) -> list[Run]:
         """The split's reference set: `retrain_seeds` Retrains, each with a seed other than the
