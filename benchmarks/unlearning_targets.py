@@ -19,7 +19,8 @@ The targets checked for `--method` (default: calibrated):
 - Avg. Gap to Retrain <= 1.5 pp (both poolings are reported), at <= 5 % of Retrain's wall time;
 - class unlearning: forgotten-class test accuracy <= chance + 2 pp, remaining classes' test
   accuracy within 1 pp of the original's;
-- relearning attack: forget accuracy after 5 relearning steps no higher than the Retrain's.
+- relearning attack: forget accuracy after 5 relearning steps no higher than the Retrain's (the
+  table also gives the excess at the end of the attack's schedule, which the verdict does not check).
 Where a setting has runs of at least 5 seeds, both Avg. Gaps of `--method` also get a 95 %
 bootstrap interval, and the verdict says whether the interval lies above or below 1.5 pp or
 straddles it: a straddling interval means the grid cannot tell whether the target is met, and
@@ -109,6 +110,8 @@ def collect(run_dir: Path) -> dict:
             relearn, reference = metrics.get("relearn"), retrain.metrics["metrics"].get("relearn")
             if relearn and reference:
                 row["relearn_excess"] = 100 * (relearn["at_step_5"] - reference["at_step_5"])
+                # The end of the attack's schedule too: resisting the first steps is not resisting all.
+                row["relearn_excess_end"] = 100 * (relearn["after"] - reference["after"])
             rows[setting_of(record, context)][method].append(row)
     return rows
 
@@ -121,14 +124,15 @@ def report(rows: dict, method: str) -> None:
     for (task, scenario, reference), methods in sorted(rows.items()):
         print(f"\n### {task} · {scenario} unlearning{reference}\n")
         print("| Method | Avg. Gap (pp) | Gap of the means (pp) | Time / Retrain | Forgotten-class test acc. (%) | Remaining drop (pp) "
-              "| Relearn excess at step 5 (pp) | Probe bal. acc. (%) | runs |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| Relearn excess at step 5 (pp) | Relearn excess at the end (pp) | Probe bal. acc. (%) | runs |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         order = sorted(methods, key=lambda name: statistics.mean(values(methods[name], "gap") or [float("inf")]))
         for name in order:
             data = methods[name]
             print(f"| {name} | {mean_std(values(data, 'gap'))} | {pooled_gap(data):.2f} | {mean_std(values(data, 'time'))} "
                   f"| {mean_std(values(data, 'forgotten'))} | {mean_std(values(data, 'remaining_drop'))} "
-                  f"| {mean_std(values(data, 'relearn_excess'))} | {mean_std(values(data, 'probe'))} | {len(data)} |")
+                  f"| {mean_std(values(data, 'relearn_excess'))} | {mean_std(values(data, 'relearn_excess_end'))} "
+                  f"| {mean_std(values(data, 'probe'))} | {len(data)} |")
         if method in methods:
             print("\n" + verdict(methods[method], scenario, method))
 

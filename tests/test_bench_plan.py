@@ -175,6 +175,19 @@ def test_a_step_matched_retrain_changes_only_the_retrain_runs():
         resolve_config("demo", {"retrain_match": "seconds"})
 
 
+def test_a_change_of_what_evaluations_measure_reruns_the_evaluations_and_nothing_upstream(monkeypatch):
+    from speech_unlearning.experiments import plan as plan_module
+
+    config = resolve_config("demo", {"retrain_seeds": "2", "unlearn_seeds": "2"})
+    current = build_plan(config)
+    monkeypatch.setattr(plan_module, "METRIC_RULES", plan_module.METRIC_RULES - 1)
+    earlier = build_plan(config)
+    for stage in ("corpus", "original", "retrain", "unlearn"):
+        assert {r.key for r in current.stage_runs(stage)} == {r.key for r in earlier.stage_runs(stage)}, stage
+    for stage in ("evaluate", "ensemble"):  # the ensemble rows read the evaluations
+        assert not {r.key for r in current.stage_runs(stage)} & {r.key for r in earlier.stage_runs(stage)}, stage
+
+
 def test_speaker_unlearning_is_planned_for_kws_only():
     plan = build_plan(resolve_config("quick"))
     speaker = [run for run in plan.stage_runs("retrain") if run.config["split"]["scenario"] == "speaker"]

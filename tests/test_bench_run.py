@@ -225,7 +225,10 @@ def test_real_stages_end_to_end_on_a_tiny_embedded_grid(tmp_path, cache_dir, emb
         assert summary.failed == [], errors
         evaluations = {r.config["method"]: r for r in store.records(stage="evaluate")}
         retrain = store.get(plan.stage_runs("retrain")[0].key)
+        original = store.get(plan.stage_runs("original")[0].key)
         (unlearn,) = [store.get(r.key) for r in plan.stage_runs("unlearn")]
+    # The Retrain trained with a seed of its own (initialisation and order), not the Original's.
+    assert retrain.metrics["train_seed"] != original.metrics["train_seed"]
     assert set(evaluations) == {"original", "retrain", "gradascent"}
     assert evaluations["retrain"].metrics["avg_gap_pp"] == 0.0
     assert evaluations["retrain"].metrics["metrics"]["time"]["ratio"] == 1.0
@@ -239,8 +242,13 @@ def test_real_stages_end_to_end_on_a_tiny_embedded_grid(tmp_path, cache_dir, emb
     assert unlearn.metrics["budget_seconds"] == pytest.approx(min(retrain.seconds, 1.0))
     assert (tmp_path / unlearn.artefacts["checkpoint"] / "model.safetensors").is_file()
     assert evaluations["gradascent"].metrics["metrics"]["time"]["unlearn_seconds"] == pytest.approx(unlearn.seconds)
+    # The run records how much of its schedule it took: cut short exactly when the budget stopped it.
+    steps, planned = unlearn.metrics["steps"], unlearn.metrics["planned_steps"]
+    assert 0 < steps <= planned and (steps < planned) == unlearn.metrics["budget_exhausted"]
     markdown = write_report_files(tmp_path, plots=False)["markdown"].read_text()
     assert "| gradascent |" in markdown and "| Retrain |" in markdown
+    (line,) = [line for line in markdown.splitlines() if line.startswith("| gradascent |")]
+    assert f"of {planned}" in line and ("capped at" in line) == unlearn.metrics["budget_exhausted"]
 
 
 def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_path, cache_dir, embedded_sid):
@@ -266,3 +274,6 @@ def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_pa
     # The checkpoint records the recipe it ran, so studies that retrain its cell repeat it.
     _, metadata = load_checkpoint(tmp_path / retrain.artefacts["checkpoint"])
     assert metadata["train_config"]["epochs"] == expected
+    # ... and the seed it trained with: not the Original's (one Retrain per split, K = 1).
+    (original,) = plan.stage_runs("original")
+    assert retrain.metrics["train_seed"] == metadata["train_config"]["seed"] != original.config["seed"]

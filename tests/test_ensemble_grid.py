@@ -65,13 +65,24 @@ def test_the_plan_lists_k_retrains_and_k_unlearned_runs_with_their_own_seeds(tmp
                for line in out.splitlines())
 
 
-def test_one_seed_per_side_keeps_the_run_keys_of_grids_made_before():
-    plan = build_plan(grid_config(retrain_seeds=1, unlearn_seeds=1, methods=("alpha",)), check_names=False)
+@pytest.mark.parametrize("seed", [0, 7])
+def test_a_single_retrain_trains_with_a_seed_other_than_the_originals(seed):
+    plan = build_plan(grid_config(seeds=(seed,), retrain_seeds=1, unlearn_seeds=1, methods=("alpha",), tune=True),
+                      check_names=False)
     assert plan.counts()["ensemble"] == 0
-    assert all("init_seed" not in r.config for r in plan.stage_runs("retrain"))
-    assert all("unlearn_seed" not in r.config for r in plan.stage_runs("unlearn"))
-    (retrain,) = plan.stage_runs("retrain")
-    assert retrain.config["seed"] == 0  # the single Retrain keeps the Original's seed, as before
+    assert all("unlearn_seed" not in r.config for r in plan.stage_runs("unlearn"))  # one unlearning run keeps its key
+    (original,) = plan.stage_runs("original")
+    test_retrain, validation_retrain = sorted(plan.stage_runs("retrain"), key=lambda r: r.config["split"]["role"])
+    assert validation_retrain.config["split"]["role"] == "validation"
+    # Same split draw as the Original's seed, but its own initialisation and data order, for the
+    # reported cells and for the tuning split alike.
+    for retrain in (test_retrain, validation_retrain):
+        assert retrain.config["seed"] == original.config["seed"] == seed
+        assert retrain.config["init_seed"] != original.config["seed"]
+    # K = 1 is replica 0 of the K >= 2 reference set: growing K later reuses it.
+    larger = build_plan(grid_config(seeds=(seed,), retrain_seeds=3, unlearn_seeds=1, methods=("alpha",)),
+                        check_names=False)
+    assert test_retrain.key in {r.key for r in larger.stage_runs("retrain")}
     for key, value in (("retrain_seeds", 0), ("unlearn_seeds", 100)):
         with pytest.raises(ConfigError, match=key):
             grid_config(**{key: value})
@@ -193,6 +204,15 @@ def test_nothing_to_forget_when_the_original_sits_inside_the_retrain_spread():
     assert memorised["nothing_to_forget"] is False
     assert memorised["verdict"] == "indistinguishable from Retrain on 2 of 3 metrics"
     assert memorised["spread"]["comparisons"]["accuracy.df"]["inside"] is False
+
+
+def test_the_final_scores_test_ratio_uses_the_remaining_classes_of_a_class_split():
+    logits = np.zeros((2, 5, 3))
+    sample_tables = [{"accuracy": {"df": 0.8, "dr": 0.9, "test": test}} for test in (0.7, 0.75)]
+    class_tables = [{"accuracy": {**t["accuracy"], "df": 0.0, "test_remaining": t["accuracy"]["test"] + 0.1}}
+                    for t in sample_tables]
+    assert pool_of(logits, sample_tables).test_accuracy.tolist() == [0.7, 0.75]
+    assert pool_of(logits, class_tables).test_accuracy.tolist() == [t["accuracy"]["test_remaining"] for t in class_tables]
 
 
 def test_evaluate_scores_several_checkpoints_against_a_folder_of_retrains(grid, cache_dir, tmp_path, capsys):

@@ -193,6 +193,26 @@ def test_gap_to_retrain_arithmetic_on_hand_made_numbers():
     assert without_svc["avg_gap_pp"] == pytest.approx((8 + 4 + 1 + 8) / 4)
 
 
+def test_a_class_splits_gap_takes_the_remaining_classes_test_accuracy_as_its_utility_term():
+    """The forgotten class counts once, through Df: a model that forgot it exactly as Retrain did,
+    and kept every other class, has no utility gap even though its full-test accuracy is lower."""
+    unlearned = {"accuracy": {"df": 0.0, "dr": 0.97, "test": 0.70, "test_remaining": 0.93, "test_forgotten": 0.0},
+                 "svc_mia": {"confidence": 0.9}}
+    retrained = {"accuracy": {"df": 0.0, "dr": 0.97, "test": 0.72, "test_remaining": 0.93, "test_forgotten": 0.08},
+                 "svc_mia": {"confidence": 0.9}}
+    gap = gap_to_retrain(unlearned, retrained)
+    assert gap["avg_gap_terms"] == ["accuracy.df", "accuracy.dr", "accuracy.test_remaining", "svc_mia.confidence"]
+    assert gap["avg_gap_pp"] == pytest.approx(0.0, abs=1e-9)
+    assert gap["gaps_pp"]["accuracy.test"] == pytest.approx(2.0)  # the paper's full-test figure is still there
+    # The same models measured on the whole test set only (a sample split has no remaining classes).
+    whole = {role: {"accuracy": {k: v for k, v in table["accuracy"].items() if k in ("df", "dr", "test")},
+                    "svc_mia": table["svc_mia"]} for role, table in (("u", unlearned), ("r", retrained))}
+    sample_gap = gap_to_retrain(whole["u"], whole["r"])
+    assert "accuracy.test" in sample_gap["avg_gap_terms"] and sample_gap["avg_gap_pp"] == pytest.approx(2.0 / 4)
+    # Pooled over runs the same rule holds.
+    assert gap_of_means([(unlearned, retrained)])["avg_gap_terms"] == gap["avg_gap_terms"]
+
+
 def test_gap_of_means_averages_each_side_before_comparing():
     def table(df: float, dr: float, svc: float | None = None) -> dict:
         values = {"accuracy": {"df": df, "dr": dr, "test": 0.9}, "loss_mia": {"accuracy": 0.5}}
@@ -282,6 +302,23 @@ def test_relearning_restores_a_head_suppressed_model_faster_than_a_retrained_one
         assert suppressed["n_attack_forget"] == 30 and suppressed["n_held_out"] == 120
 
 
+def test_relearning_is_read_early_and_at_the_end_of_its_schedule(unlearning_setup):
+    """'early' is the accuracy a shorter attack would end on; 'after' the full schedule's."""
+    setup = unlearning_setup
+    attack = lambda config: relearn_attack(setup["suppressed"], setup["forget"], setup["retain"], config, seed=1)  # noqa: E731
+    full = attack(RelearnConfig(steps=12, early_step=3, eval_every=5))
+    assert {"at_step_3", "at_step_5", "at_step_10", "at_step_12"} <= set(full)
+    assert full["early"] == full["at_step_3"] and full["after"] == full["at_step_12"]
+    assert full["early"] == attack(RelearnConfig(steps=3, eval_every=5))["after"]
+    # The suppressed model comes back within the first steps already, and further by the end.
+    assert full["before"] < full["early"] <= full["after"]
+    # A schedule shorter than the early step reads both at its last step.
+    short = attack(RelearnConfig(steps=2))
+    assert short["early"] == short["after"] == short["at_step_2"]
+    with pytest.raises(ValueError, match="early_step"):
+        RelearnConfig(early_step=0)
+
+
 def test_relearn_attack_leaves_the_model_untouched(unlearning_setup):
     model = unlearning_setup["suppressed"]
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
@@ -343,6 +380,41 @@ def test_report_gap_directions_and_time(class_report):
         direction = class_report["directions"][name]
         assert direction["forgotten_when"] and direction["retrained"] is not None
     assert class_report["directions"]["svc_mia"]["retrained"]["confidence"] == retrained["svc_mia"]["confidence"]
+
+
+def test_class_report_gap_uses_the_remaining_classes_and_keeps_the_full_test_figure(class_report):
+    gap = class_report["gap_to_retrain"]
+    assert "accuracy.test_remaining" in gap["avg_gap_terms"] and "accuracy.test" not in gap["avg_gap_terms"]
+    assert gap["avg_gap_pp"] == pytest.approx(np.mean([gap["gaps_pp"][term] for term in gap["avg_gap_terms"]]))
+    assert "accuracy.test" in gap["gaps_pp"]
+    assert any("SVC MIA shadow non-members: test recordings of the remaining classes" in n for n in class_report["notes"])
+
+
+@pytest.mark.parametrize("kind", ["class", "sample"])
+def test_svc_attack_learns_non_members_outside_the_forgotten_class(unlearning_setup, monkeypatch, kind):
+    """The SVC attack's shadow non-members: Dtest without the forgotten class for a class split (its test
+    rows look unseen to any model that forgot the class, which would teach the attack the class, not
+    membership); every test row is a candidate for a sample split."""
+    import speech_unlearning.evaluation.metrics as metrics_module
+
+    setup = unlearning_setup
+    seen = {}
+
+    def spy(*args):
+        seen["nonmember_labels"] = args[3]
+        return svc_mia(*args)
+
+    monkeypatch.setattr(metrics_module, "svc_mia", spy)
+    split = setup["split"] if kind == "class" else sample_split(setup["corpus"], 0.1, seed=0)
+    settings = EvalSettings(svc_max_per_group=10_000)  # no subsampling: the whole population is used
+    evaluate_unlearning(setup["suppressed"], setup["features"], setup["corpus"], split, metrics=["svc_mia"],
+                        settings=settings, progress=False)
+    labels = set(seen["nonmember_labels"].tolist())
+    if kind == "class":
+        assert labels == set(range(NUM_CLASSES)) - {FORGET_CLASS}
+        assert len(seen["nonmember_labels"]) == 150  # every remaining-class test row
+    else:
+        assert labels == set(range(NUM_CLASSES))
 
 
 def test_write_report_writes_versioned_json_and_a_readable_table(class_report, tmp_path):

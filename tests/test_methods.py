@@ -19,7 +19,15 @@ from torch import nn
 from speech_unlearning.config import ConfigError
 from speech_unlearning.methods import METHODS, describe_methods, method_names, unlearn
 from speech_unlearning.methods.bad_teaching import BadTeaching
-from speech_unlearning.methods.base import Method, UnlearnContext, config_defaults, split_method_name
+from speech_unlearning.methods import engine
+from speech_unlearning.methods.base import (
+    OBJECTIVE_QUANTITIES,
+    Method,
+    UnlearnContext,
+    config_defaults,
+    register_method,
+    split_method_name,
+)
 from speech_unlearning.methods.streams import mixed_pass, paired_pass
 from speech_unlearning.models.registry import create_model
 from speech_unlearning.training.data import ArrayData
@@ -114,6 +122,13 @@ def test_method_forgets_deterministically_and_leaves_the_original_alone(setting,
     assert first.model is not setting.model
     assert first.steps > 0 and first.seconds > 0 and not first.budget_exhausted and not first.diverged
     assert first.name == name and first.to_metadata()["method"] == name
+    # Uncapped, a run takes the steps its schedule plans (calibrated may stop early once Df sits at
+    # its targets), and says how many that is.
+    assert first.to_metadata()["planned_steps"] == first.planned_steps
+    if name.startswith("calibrated"):
+        assert 0 < first.steps <= first.planned_steps
+    else:
+        assert first.steps == first.planned_steps
     # Losses only carry the roles the method declares; "+superloss" really re-weights something.
     method_class, _ = split_method_name(name)
     if method_class.loss_roles:  # (Retrain's log is the training loop's history)
@@ -138,6 +153,7 @@ def test_method_stops_at_its_time_budget(setting, name):
     assert result.seconds <= wall
     if result.budget_exhausted:
         assert budget <= result.seconds <= budget + 0.5, result.seconds
+        assert result.steps < result.planned_steps  # capped: fewer steps than the schedule plans
     else:  # only a method with a fixed amount of work (SSD) may finish inside the budget
         assert "epochs" not in fields and result.seconds < budget
 
@@ -156,6 +172,8 @@ def test_method_stops_at_its_step_budget_and_the_same_step_on_every_run(setting,
         assert not first.budget_exhausted
     else:
         assert first.steps == 3 and first.budget_exhausted
+        # The cap is reported against the schedule it cut short.
+        assert first.planned_steps == second.planned_steps > first.steps
     _assert_same_state(_state(first.model), _state(second.model))
 
 
@@ -248,3 +266,70 @@ def test_bad_teaching_retain_subset_is_seeded_and_never_holds_forget_rows(settin
     rows = np.concatenate([b.indices for b in batches])
     np.testing.assert_array_equal(flags, np.isin(rows, setting.forget.indices))
     assert flags.sum() == len(setting.forget) and (~flags).sum() == 20
+
+
+# ---------------------------------------------------------------------------------------------
+# What a method's objective reads (so reports can say which attacks it optimises itself)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_declares_what_its_own_objective_reads(name):
+    method_class = METHODS.get(name)
+    assert "objective_reads" in vars(method_class)  # stated by the class, not inherited
+    assert set(method_class.objective_reads) <= OBJECTIVE_QUANTITIES.keys()
+    rows = {row["name"]: row for row in describe_methods()}
+    assert rows[name]["objective_reads"] == list(method_class.objective_reads)
+
+
+def test_a_method_that_does_not_say_what_its_objective_reads_is_not_registered():
+    with pytest.raises(TypeError, match="objective_reads"):
+        register_method("undeclared")(type("Undeclared", (Method,), {"summary": "stub"}))
+    with pytest.raises(TypeError, match="unknown objective_reads"):
+        register_method("misdeclared")(type("Misdeclared", (Method,), {"objective_reads": ("svc_mia",)}))
+    assert not {"undeclared", "misdeclared"} & set(METHODS.names())
+
+
+def _first_forget_terms(monkeypatch, setting, name, forget, retain, validation) -> list[torch.Tensor]:
+    """The forget-role per-sample losses of the first batch the engine reduces (before any step)."""
+    captured: list[list[torch.Tensor]] = []
+    reduce = engine._reduce
+
+    def spy(ctx, terms, stats):
+        captured.append([term.losses.detach().clone() for term in terms if term.role == "forget"])
+        return reduce(ctx, terms, stats)
+
+    monkeypatch.setattr(engine, "_reduce", spy)
+    # A schedule that may end before its first step when Df already sits where it aims (calibrated) is
+    # made to take it.
+    fields = METHODS.get(name).config_class.__dataclass_fields__
+    overrides = {"pull_tolerance": 0} if "pull_tolerance" in fields else {}
+    unlearn(name, setting.model, forget, retain, overrides=overrides, validation=validation,
+            train_config=setting.train_config, seed=0, budget_steps=1)
+    monkeypatch.setattr(engine, "_reduce", reduce)
+    return captured[0] if captured else []
+
+
+def _same(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
+    return len(first) == len(second) and all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if METHODS.get(n).run is Method.run])
+def test_a_methods_forget_loss_depends_on_what_it_declares_and_on_nothing_else(setting, monkeypatch, name):
+    """Df's true labels change the first forget term exactly when the method declares "forget_loss",
+    the held-out recordings exactly when it declares "heldout_loss"."""
+    rng = np.random.default_rng(1)
+    train = np.concatenate([setting.forget.indices, setting.retain.indices])
+    chosen = rng.permutation(len(train))
+    forget = ArrayData(setting.retain.features, setting.retain.labels, np.sort(train[chosen[:30]]))  # a sample split
+    retain = ArrayData(setting.retain.features, setting.retain.labels, np.sort(train[chosen[30:]]))
+    relabelled = forget.with_labels((setting.retain.labels + 1) % NUM_CLASSES)
+    other_heldout = setting.test.subset(np.arange(len(setting.test) // 2))
+    declared = set(METHODS.get(name).objective_reads)
+
+    baseline = _first_forget_terms(monkeypatch, setting, name, forget, retain, setting.test)
+    if "forget" in METHODS.get(name).loss_roles:
+        assert baseline, "a method with a forget role trains on Df from its first step here"
+    labels_changed = _first_forget_terms(monkeypatch, setting, name, relabelled, retain, setting.test)
+    heldout_changed = _first_forget_terms(monkeypatch, setting, name, forget, retain, other_heldout)
+    assert _same(baseline, labels_changed) == ("forget_loss" not in declared)
+    assert _same(baseline, heldout_changed) == ("heldout_loss" not in declared)

@@ -231,3 +231,90 @@ def test_a_folder_with_both_kinds_of_retrain_gets_a_table_for_each(tmp_path):
         rows = {row.method: row for row in table.rows}
         assert rows["retrain"].runs == 1 and rows["retrain"].cells["df"].mean == pytest.approx(retrain_df)
         assert rows["scrub"].cells["gap_of_means"].mean == pytest.approx(5.0 / 4)
+
+
+@pytest.mark.parametrize("method", ["calibrated", "gradascent", "scrub", "finetune"])
+def test_the_report_says_which_attacks_a_methods_objective_touches(tmp_path, method):
+    """Each method row's attacks follow from what its objective reads (`Method.objective_reads`)
+    and what each attack decides on (`Metric.reads`); the note names the independent evidence."""
+    from speech_unlearning.evaluation import METRICS
+    from speech_unlearning.experiments.report import objective_touches
+    from speech_unlearning.methods import METHODS
+
+    quantities = set(METHODS.get(method).objective_reads)
+    expected = [name for name in METRICS.names() if quantities & set(METRICS.get(name).reads)]
+    with ResultStore.in_folder(tmp_path) as store:
+        add(store, "retrain", 0, sample(0.05, 0), metrics(0.8))
+        add(store, method, 0, sample(0.05, 0), metrics(0.7))
+    paths = write_report_files(tmp_path, plots=False)
+    (note,) = [line for line in paths["markdown"].read_text().splitlines() if "objective touches" in line]
+    titles = {"loss_mia": "Loss-MIA", "svc_mia": "SVC MIA"}
+    if expected:
+        assert f"{method}: {', '.join(titles[name] for name in expected)}" in note
+    else:
+        assert f"none: {method}" in note
+    assert "U-LiRA, the forgetting score and the informed attack are the independent evidence" in note
+    assert objective_touches(f"{method} [lr=0.001]") == objective_touches(method) == tuple(expected)
+    row = next(r for r in csv.DictReader(io.StringIO(paths["csv"].read_text())) if r["method"] == method)
+    assert row["objective_touches"] == (" ".join(expected) or "none")
+
+
+def test_the_loss_attacks_read_what_calibrated_optimises_and_nothing_reads_an_unknown_quantity():
+    from speech_unlearning.evaluation import METRICS, metrics_reading
+    from speech_unlearning.methods.base import OBJECTIVE_QUANTITIES
+
+    assert set(metrics_reading(["forget_loss", "heldout_loss"])) == {"loss_mia", "svc_mia"}
+    assert metrics_reading([]) == []
+    for name in METRICS.names():
+        assert set(METRICS.get(name).reads) <= OBJECTIVE_QUANTITIES.keys(), name
+
+
+def test_the_relearn_columns_show_the_attack_early_and_at_the_end_of_its_schedule(tmp_path):
+    from speech_unlearning.experiments.report import RELEARN
+
+    relearn = {"scrub": (0.30, 0.70), "retrain": (0.10, 0.40)}
+    with ResultStore.in_folder(tmp_path) as store:
+        for method, (early, after) in relearn.items():
+            values = metrics(0.8)
+            values["metrics"]["relearn"] = {"before": 0.0, "early": early, "after": after}
+            add(store, method, 0, sample(0.05, 0), values)
+        (table,) = aggregate(collect_rows(store))
+    rows = {row.method: row for row in table.rows}
+    for method, (early, after) in relearn.items():
+        assert rows[method].cells["relearn_early"].mean == pytest.approx(100 * early)
+        assert rows[method].cells["relearn_end"].mean == pytest.approx(100 * after)
+    markdown = write_report_files(tmp_path, plots=False)["markdown"].read_text()
+    assert f"Relearn: Df acc. at step {RELEARN.early_at} (%)" in markdown
+    assert f"Relearn: Df acc. at step {RELEARN.steps}, the end (%)" in markdown
+    assert RELEARN.early_at < RELEARN.steps
+
+
+def test_a_method_stopped_by_its_budget_is_reported_capped_next_to_its_planned_schedule(tmp_path):
+    # scrub: one run cut by the budget, one that finished; gradascent: every run finished.
+    runs = {"scrub": [(120, 400, True), (400, 400, False)], "gradascent": [(50, 50, False), (60, 60, False)]}
+    with ResultStore.in_folder(tmp_path) as store:
+        for method, schedules in runs.items():
+            for seed, (steps, planned, capped) in enumerate(schedules):
+                split = sample(0.05, seed)
+                if method == "scrub":
+                    add(store, "retrain", seed, split, metrics(0.8))
+                unlearn = Run("unlearn", {"stage": "unlearn", "seed": seed, "split": split, "method": method})
+                store.ensure([unlearn])
+                store.mark_done(unlearn, {"steps": steps, "planned_steps": planned, "budget_exhausted": capped}, {}, 1.0)
+                run = Run("evaluate", {"stage": "evaluate", "task": "kws", "corpus": "embedded", "model": "kws-resnet",
+                                       "seed": seed, "split": split, "method": method, "subject": unlearn.key})
+                store.ensure([run])
+                store.mark_done(run, metrics(0.7), {}, 1.0)
+        (table,) = aggregate(collect_rows(store))
+    rows = {row.method: row for row in table.rows}
+    assert rows["scrub"].schedule == "capped at 120 of 400 steps (1 of 2 runs)"
+    assert rows["gradascent"].schedule == "50-60 of 50-60"  # nothing capped: steps taken of steps planned
+    assert rows["retrain"].schedule == ""
+    paths = write_report_files(tmp_path, plots=False)
+    lines = paths["markdown"].read_text().splitlines()
+    assert any(line.startswith("| scrub |") and "capped at 120 of 400 steps" in line for line in lines)
+    assert any(line.startswith("| Retrain |") and "| — |" in line for line in lines)
+    assert any("Steps (of planned)" in line and "capped at N of M steps" in line for line in lines)
+    per_run = list(csv.DictReader(io.StringIO(paths["runs_csv"].read_text())))
+    capped = {(r["method"], r["seed"]): r["capped"] for r in per_run if r["method"] != "retrain"}
+    assert capped == {("scrub", "0"): "1", ("scrub", "1"): "0", ("gradascent", "0"): "0", ("gradascent", "1"): "0"}

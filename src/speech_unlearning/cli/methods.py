@@ -45,6 +45,8 @@ def format_method(row: dict) -> str:
     """A readable block: name and summary, then `key = default  # provenance` per setting."""
     superloss = "  [+superloss available]" if row["superloss"] and not row["name"].startswith("<") else ""
     lines = [f"{row['name']}: {row['summary']}{superloss}"]
+    if row.get("objective_reads"):  # the attacks deciding on these judge the method on its own target
+        lines.append(f"    (its objective reads {', '.join(row['objective_reads'])})")
     width = max((len(key) for key in row["defaults"]), default=0)
     for key, default in row["defaults"].items():
         note = row["help"].get(key, "")

@@ -36,7 +36,16 @@ from .spread import (
     nothing_to_forget,
 )
 from .informed_attack import ATTACK_CLASSIFIERS, InformedAttackConfig
-from .metrics import METRICS, EvalContext, EvalSettings, Metric, MetricSkipped, metric_names, register_metric
+from .metrics import (
+    METRICS,
+    EvalContext,
+    EvalSettings,
+    Metric,
+    MetricSkipped,
+    metric_names,
+    metrics_reading,
+    register_metric,
+)
 from .mia import MIAInputError, loss_mia, modified_entropy, prediction_entropy, svc_mia, true_label_confidence
 from .per_example import (
     FEATURE_NAMES,
@@ -88,6 +97,7 @@ __all__ = [
     "logit_scaled_confidence",
     "loss_mia",
     "metric_names",
+    "metrics_reading",
     "metric_values",
     "model_pool",
     "modified_entropy",

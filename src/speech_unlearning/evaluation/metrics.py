@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -154,6 +154,18 @@ class EvalContext:
             return everything, "all test recordings (the forgotten speaker(s) have fewer than 2 test recordings)"
         return everything, "all test recordings"
 
+    def test_mask_without_forgotten(self) -> tuple[np.ndarray, str]:
+        """Test rows outside the forgotten classes (all of them for other splits), and a phrase.
+
+        An attack that learns "non-member" from Dtest must not see the forgotten class there: its
+        test rows look unseen to any model that forgot the class, so the attack would learn the
+        class, not membership, and call Df unseen for that reason alone.
+        """
+        test = self.view("test").indices
+        if self.split.kind == "class":
+            return ~np.isin(self.corpus.labels[test], self.forgotten_labels()), "test recordings of the remaining classes"
+        return np.ones(len(test), dtype=bool), "all test recordings"
+
 
 # ---------------------------------------------------------------------------------------------
 # The registry
@@ -170,6 +182,9 @@ class Metric:
     headline: tuple[str, ...]  # result keys worth a line in the terminal summary
     roles: tuple[str, ...] = ROLES  # model roles it is computed for
     compared_to_retrain: bool = True  # enters gap_to_retrain (its values follow the convention)
+    # The quantities it decides on, in the names methods use for what their objective reads
+    # (methods.base.OBJECTIVE_QUANTITIES): a method that optimises one of them is judged on its target.
+    reads: tuple[str, ...] = ()
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -183,11 +198,13 @@ def register_metric(
     headline: tuple[str, ...],
     roles: tuple[str, ...] = ROLES,
     compared_to_retrain: bool = True,
+    reads: tuple[str, ...] = (),
 ) -> Callable:
     """Decorator registering `compute(context, role) -> dict` as the metric `name`."""
 
     def add(compute: Callable[[EvalContext, str], dict[str, float]]):
-        METRICS.register(name)(Metric(name, compute, summary, direction, headline, roles, compared_to_retrain))
+        metric = Metric(name, compute, summary, direction, headline, roles, compared_to_retrain, reads)
+        METRICS.register(name)(metric)
         return compute
 
     return add
@@ -195,6 +212,13 @@ def register_metric(
 
 def metric_names() -> list[str]:
     return METRICS.names()
+
+
+def metrics_reading(quantities: Iterable[str]) -> list[str]:
+    """Names of the metrics that decide on any of `quantities` (what a method's objective reads,
+    `Method.objective_reads`): the evaluations that method's own objective touches."""
+    wanted = set(quantities)
+    return [name for name in METRICS.names() if wanted & set(METRICS.get(name).reads)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +235,8 @@ def _mean(values: np.ndarray) -> float:
     direction=(
         "df: the retrained model's value is the target: about 0 when a class is forgotten (a keyword, or a "
         "speaker in SID), about its test accuracy (not 0) for sample unlearning and for speaker unlearning in "
-        "KWS, where the keywords stay. dr, test, test_remaining, test_others: higher = more utility kept"
+        "KWS, where the keywords stay. dr, test, test_remaining, test_others: higher = more utility kept; "
+        "a class split's Avg. Gap takes test_remaining as its utility term"
     ),
     headline=("df", "dr", "test", "test_forgotten", "test_remaining", "test_speaker", "test_others"),
 )
@@ -248,6 +273,7 @@ def _test_groups(context: EvalContext) -> dict[str, np.ndarray]:
         "retrained model's value is the target (it can exceed 0.5 when Df shares speakers with Dr but Dtest does not)"
     ),
     headline=("accuracy", "auc"),
+    reads=("forget_loss", "heldout_loss"),  # the losses of Df (members) and of unseen recordings
 )
 def loss_mia_metric(context: EvalContext, role: str) -> dict[str, float]:
     matched, _ = context.test_mask_like_forget()
@@ -273,17 +299,20 @@ def _seeded_rows(size: int, count: int, rng: np.random.Generator) -> np.ndarray:
     "svc_mia",
     summary=(
         "SVC MIA (l1-sparse / SalUn): RBF SVC(C=3, gamma='auto') per softmax feature, shadow members = seeded "
-        "sample of Dr, shadow non-members = Dtest (balanced); MIA-efficacy = fraction of Df predicted non-member"
+        "sample of Dr, shadow non-members = Dtest without the forgotten classes (balanced); MIA-efficacy = "
+        "fraction of Df predicted non-member"
     ),
     direction="higher = more of Df looks unseen (forgotten); the retrained model's value is the target",
     headline=("confidence",),
+    reads=("forget_loss", "heldout_loss"),  # true-class confidence = exp(-loss), on Df and on Dtest
 )
 def svc_mia_metric(context: EvalContext, role: str) -> dict[str, float]:
-    size = min(len(context.view("retain")), len(context.view("test")), context.settings.svc_max_per_group)
+    pool = np.flatnonzero(context.test_mask_without_forgotten()[0])  # candidate shadow non-members
+    size = min(len(context.view("retain")), len(pool), context.settings.svc_max_per_group)
     if size < 1 or len(context.view("forget")) < 1:
-        raise MetricSkipped("SVC MIA needs non-empty Df, Dr and Dtest")
+        raise MetricSkipped("SVC MIA needs non-empty Df, Dr and Dtest (outside the forgotten classes)")
     members = _seeded_rows(len(context.view("retain")), size, context.rng("svc_mia/retain"))
-    nonmembers = _seeded_rows(len(context.view("test")), size, context.rng("svc_mia/test"))
+    nonmembers = pool[_seeded_rows(len(pool), size, context.rng("svc_mia/test"))]
     return svc_mia(
         context.probabilities(role, "retain")[members],
         context.labels("retain")[members],
@@ -345,10 +374,11 @@ def probe_metric(context: EvalContext, role: str) -> dict[str, float]:
         "relearning attack: fine-tune a copy briefly on part of Df (plus as many Dr rows); accuracy on the rest of Df"
     ),
     direction=(
-        "lower 'after' = harder to relearn (more thoroughly forgotten); "
-        "the retrained model under the same attack is the target"
+        "lower 'early' (Df accuracy after the first few attack steps) and 'after' (at the end of the attack's "
+        "schedule) = harder to relearn (more thoroughly forgotten); the retrained model under the same attack "
+        "is the target"
     ),
-    headline=("before", "after"),
+    headline=("before", "early", "after"),
 )
 def relearn_metric(context: EvalContext, role: str) -> dict[str, float]:
     try:

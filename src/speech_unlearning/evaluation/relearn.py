@@ -37,6 +37,13 @@ class RelearnConfig:
         },
     )
     eval_every: int = field(default=5, metadata={"help": "steps between accuracy checks on the held-out part of Df"})
+    early_step: int = field(
+        default=5,
+        metadata={
+            "help": "the early step reported beside the end of the schedule ('early'): how fast the first "
+            "steps bring Df back, where the end says how much comes back at all (at most `steps`)"
+        },
+    )
 
     def __post_init__(self) -> None:
         require(0 < self.fraction < 1, "fraction", f"must be in (0, 1), got {self.fraction}")
@@ -50,6 +57,12 @@ class RelearnConfig:
         require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
         require(self.retain_per_forget >= 0, "retain_per_forget", f"must be >= 0, got {self.retain_per_forget}")
         require(self.eval_every >= 1, "eval_every", f"must be at least 1, got {self.eval_every}")
+        require(self.early_step >= 1, "early_step", f"must be at least 1, got {self.early_step}")
+
+    @property
+    def early_at(self) -> int:
+        """The step 'early' is read at: `early_step`, or the last step of a shorter schedule."""
+        return min(self.early_step, self.steps)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,10 +109,12 @@ def relearn_attack(
     stays in eval mode throughout, so batch-norm statistics and dropout are frozen and only the
     gradient steps change it. `model` itself is never modified.
 
-    Returns held-out Df accuracy `before` and `after` the attack, `gain` = after - before,
-    `at_step_<k>` every `eval_every` steps, and the sizes `n_attack_forget`, `n_attack_retain`,
-    `n_held_out`. Lower `after` = harder to relearn = more thoroughly forgotten; compare with
-    the retrained model under the same attack.
+    Returns held-out Df accuracy `before` the attack, `early` (after `config.early_at` steps)
+    and `after` (at the end of the schedule, `config.steps`), `gain` = after - before,
+    `at_step_<k>` every `eval_every` steps (and at the early step), and the sizes
+    `n_attack_forget`, `n_attack_retain`, `n_held_out`. Lower `early` / `after` = harder to
+    relearn = more thoroughly forgotten; compare with the retrained model under the same attack.
+    The two can disagree: a model can resist the first steps and still come back by the end.
     """
     config = config or RelearnConfig()
     rng = np.random.default_rng(seed)
@@ -119,8 +134,9 @@ def relearn_attack(
         optimizer.zero_grad(set_to_none=True)
         per_sample_loss(attacked(inputs), labels).mean().backward()
         optimizer.step()
-        if step % config.eval_every == 0 or step == config.steps:
+        if step % config.eval_every == 0 or step in (config.early_at, config.steps):
             result[f"at_step_{step}"] = accuracy(attacked, held_out)
+    result["early"] = result[f"at_step_{config.early_at}"]
     result["after"] = result[f"at_step_{config.steps}"]
     result["gain"] = result["after"] - result["before"]
     result["n_attack_forget"] = float(len(attack_forget))

@@ -145,6 +145,8 @@ def _notes(context: EvalContext, selected: list[Metric], results: dict, skipped:
     if names & {"loss_mia"}:
         _, described = context.test_mask_like_forget()
         notes.append(f"Loss MIA non-members: {described}.")
+    if names & {"svc_mia"}:
+        notes.append(f"SVC MIA shadow non-members: {context.test_mask_without_forgotten()[1]}.")
         folds = results.get("unlearned", {}).get("loss_mia", {}).get("n_folds")
         if folds is not None and folds < context.settings.loss_mia_folds:
             notes.append(
@@ -159,7 +161,8 @@ def _notes(context: EvalContext, selected: list[Metric], results: dict, skipped:
             f"Relearning attack: {relearn.steps} {relearn.optimizer} steps, lr {relearn.lr}, "
             f"batch {relearn.batch_size}, "
             f"on {relearn.fraction:.0%} of Df plus {relearn.retain_per_forget:g} retain row(s) per attacked Df row, "
-            "model in eval mode (frozen batch-norm statistics and dropout)."
+            "model in eval mode (frozen batch-norm statistics and dropout); held-out Df accuracy 'early' after "
+            f"{relearn.early_at} steps and 'after' at the end ({relearn.steps} steps)."
         )
     ratio = results.get("unlearned", {}).get("time", {}).get("ratio")
     if ratio is not None and ratio > 1:

@@ -53,10 +53,14 @@ def table_accuracies(tables: Sequence[MetricTable], key: str) -> np.ndarray | No
 
 
 def pool_of(forget_logits: np.ndarray, tables: Sequence[MetricTable]) -> ModelPool:
-    """A ModelPool from (K, n, C) Df logits and the K models' metric tables (retain / test accuracy)."""
+    """A ModelPool from (K, n, C) Df logits and the K models' metric tables (retain / test accuracy).
+    The test accuracy of a class split is the remaining classes' (as in the Avg. Gap: the forgotten
+    class already counts through Df)."""
     if len(tables) != len(forget_logits):
         raise ValueError(f"{len(forget_logits)} models but {len(tables)} metric tables")
-    return ModelPool(forget_logits, table_accuracies(tables, "dr"), table_accuracies(tables, "test"))
+    remaining = table_accuracies(tables, "test_remaining")
+    test = remaining if remaining is not None else table_accuracies(tables, "test")
+    return ModelPool(forget_logits, table_accuracies(tables, "dr"), test)
 
 
 def pool_scores(labels: np.ndarray, unlearned: ModelPool, retrained: ModelPool,

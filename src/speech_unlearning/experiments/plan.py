@@ -12,9 +12,11 @@ A `Run` is one unit of work of one stage:
              Retrain spread, the indistinguishability test and, with K >= 3 on both sides, the
              forgetting score, U-LiRA and the informed attack); see experiments/ensembles.py.
 
-With `retrain_seeds` = K > 1 a split has K Retrains (its reference set), all with the same Dr and
-seeds other than the Original's; with `unlearn_seeds` = K > 1 every method runs K times on the
-split, each with its own seed. Each of them has its own evaluation.
+A split has `retrain_seeds` = K Retrains (its reference set), all with the same Dr and seeds
+other than the Original's: a Retrain that shared the Original's initialisation and data order
+would sit closer to it than a fresh training does, which favours methods that barely move (so
+even K = 1 trains with its own seed). With `unlearn_seeds` = K > 1 every method runs K times on
+the split, each with its own seed. Each of them has its own evaluation.
 
 Each run is identified by the sha256 of its canonical config (`Run.key`); the config of a run
 holds the keys of the runs it builds on, so a change anywhere upstream gives new keys
@@ -37,10 +39,15 @@ STAGES = ("corpus", "original", "retrain", "tune", "unlearn", "evaluate", "ensem
 # Seeds of the validation forget splits used for tuning are offset so they never coincide
 # with a test split's draw.
 VALIDATION_SEED_OFFSET = 10_000
-# Replica r of a split's Retrains trains with seed + REPLICA_SEED_OFFSET * (r + 1), so never with the
-# Original's seed; unlearned replica u >= 1 runs with seed + REPLICA_SEED_OFFSET * u (replica 0 keeps
+# Replica r of a split's Retrains (r = 0 included) trains with seed + REPLICA_SEED_OFFSET * (r + 1), so
+# never with the Original's seed; unlearned replica u >= 1 runs with seed + REPLICA_SEED_OFFSET * u (replica 0 keeps
 # the split's seed, as a single unlearning run always did).
 REPLICA_SEED_OFFSET = 1_000
+# Part of every evaluation's key: raised when what an evaluation measures changes, so that a store
+# re-evaluates rather than mixes two definitions in one table. 2: class requests take the remaining
+# classes' test accuracy as the Avg. Gap's utility term and leave the forgotten class out of the SVC
+# attack's non-members; the relearning attack is read early and at the end of its schedule.
+METRIC_RULES = 2
 # The Retrain-vs-Retrain row compares two halves of the Retrains, and the spread test needs two
 # values on each side.
 REFERENCE_ROW_MIN_RETRAINS = 4
@@ -309,7 +316,8 @@ class _PlanBuilder:
         return {"factor": self.config.budget_factor, "cap_seconds": self.config.unlearn_cap_seconds}
 
     def eval_options(self) -> dict[str, Any]:
-        return {"relearn_attack": self.config.relearn_attack, "representation_probe": self.config.representation_probe}
+        return {"relearn_attack": self.config.relearn_attack, "representation_probe": self.config.representation_probe,
+                "metric_rules": METRIC_RULES}
 
     def build_task(self, task: str) -> None:
         config = self.config
@@ -335,16 +343,17 @@ class _PlanBuilder:
         retrain = retrains[0]  # draws the split, sets the time budget, is every per-run gap's reference
         cell = {**base, "seed": seed, "split": split, "original": original.key, "retrain": retrain.key}
         # The Retrain's own evaluation comes first: every other evaluation of the cell reuses its
-        # metric table as the reference instead of recomputing it.
+        # metric table as the reference instead of recomputing it. Unlearning runs do not name it,
+        # so a change to the evaluations alone (METRIC_RULES, the attack options) never reruns them.
         reference = self.add("evaluate", {**cell, "method": "retrain", "subject": retrain.key,
                                           "options": self.eval_options()}, [original.key, retrain.key])
-        cell = {**cell, "reference_eval": reference.key}
+        scored = {**cell, "reference_eval": reference.key}
         retrain_evals = [reference] + [
-            self.add("evaluate", {**cell, "method": "retrain", "subject": replica.key, "options": self.eval_options()},
+            self.add("evaluate", {**scored, "method": "retrain", "subject": replica.key, "options": self.eval_options()},
                      [original.key, retrain.key, replica.key, reference.key])
             for replica in retrains[1:]
         ]
-        original_eval = self.add("evaluate", {**cell, "method": "original", "subject": original.key,
+        original_eval = self.add("evaluate", {**scored, "method": "original", "subject": original.key,
                                               "options": self.eval_options()}, [original.key, retrain.key, reference.key])
         rows = {"original": ([original], [original_eval]), "retrain": ([], [])}
         for method in self.methods:
@@ -364,7 +373,7 @@ class _PlanBuilder:
                     [original.key, retrain.key, *tune_deps],
                 )
                 evaluation = self.add(
-                    "evaluate", {**cell, "method": method, "subject": unlearn.key, "options": self.eval_options()},
+                    "evaluate", {**scored, "method": method, "subject": unlearn.key, "options": self.eval_options()},
                     [unlearn.key, original.key, retrain.key, reference.key])
                 unlearned.append(unlearn)
                 evaluations.append(evaluation)
@@ -373,16 +382,18 @@ class _PlanBuilder:
             del rows["retrain"]
         if len(retrains) >= 2:
             for method, (subjects, evaluations) in rows.items():
-                self.add_ensemble(cell, method, subjects, evaluations, retrains, retrain_evals, original)
+                self.add_ensemble(scored, method, subjects, evaluations, retrains, retrain_evals, original)
 
     def retrains(self, base: dict, corpus: Run, seed: int, split: dict) -> list[Run]:
-        """The split's reference set: one Retrain with the Original's seed (keys as before the option
-        existed), or `retrain_seeds` Retrains with seeds other than the Original's."""
-        settings = {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config)}
-        if self.config.retrain_seeds == 1:
-            return [self.add("retrain", settings, [corpus.key])]
-        return [self.add("retrain", {**settings, "init_seed": retrain_seed(seed, replica)}, [corpus.key])
-                for replica in range(self.config.retrain_seeds)]
+        """The split's reference set: `retrain_seeds` Retrains, each with a seed other than the
+        Original's (the split itself is still drawn from `seed`)."""
+        return [self.retrain(base, corpus, seed, split, replica) for replica in range(self.config.retrain_seeds)]
+
+    def retrain(self, base: dict, corpus: Run, seed: int, split: dict, replica: int = 0) -> Run:
+        """Retrain `replica` of `split`, trained on its Dr with `retrain_seed(seed, replica)`."""
+        settings = {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config),
+                    "init_seed": retrain_seed(seed, replica)}
+        return self.add("retrain", settings, [corpus.key])
 
     def add_ensemble(self, cell: dict, method: str, subjects: list[Run], evaluations: list[Run],
                      retrains: list[Run], retrain_evals: list[Run], original: Run) -> Run:
@@ -400,9 +411,8 @@ class _PlanBuilder:
         seed = original.config["seed"]
         for scenario in self.config.scenarios_for(base["task"]):
             split = _validation_split(self.config, scenario, seed)
-            retrain = self.add(
-                "retrain", {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config)}, [corpus.key]
-            )
+            # Tuning compares with a Retrain made the way the reported cells' are (own seed).
+            retrain = self.retrain(base, corpus, seed, split)
             for method in self.methods:
                 if self.tunable(method):
                     groups.setdefault(scenario, {})[method] = self.tune_group(base, original, retrain, split, method)

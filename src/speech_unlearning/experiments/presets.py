@@ -88,7 +88,7 @@ class BenchConfig:
     retrain_seeds: int = _help(
         "Retrains per forget split (K): same Dr, other initialisation and order seeds, never the Original's; "
         "K >= 2 adds the Retrain spread and the indistinguishability test, K >= 3 (with unlearn_seeds >= 3) "
-        "the forgetting score, U-LiRA and the informed attack; 1 = the single Retrain with the Original's seed",
+        "the forgetting score, U-LiRA and the informed attack; 1 = a single Retrain (still with its own seed)",
         default=1,
     )
     unlearn_seeds: int = _help("unlearned models per method and forget split (K), each with its own seed", default=1)

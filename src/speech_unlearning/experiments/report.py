@@ -16,7 +16,8 @@ With several Retrains per split (`retrain_seeds`) the Retrain row pools them (it
 Retrain spread) and two more tables follow each paper table: the ensemble scores (forgetting
 quality and final score, U-LiRA, the informed attack, "indistinguishable from Retrain on N of M
 metrics", the verdict: no-op / nothing measurable to forget) and the Retrain spread per metric
-with each row's value and whether it lies inside. ENSEMBLE_NOTES give their sign conventions.
+with each row's value and whether it lies inside. ENSEMBLE_NOTES give their sign conventions. A note
+names, per method, the attacks its own objective touches (`objective_touches`).
 
 Files written to RUN_DIR/report/: report.md, results.csv (the aggregated tables), runs.csv (one
 line per evaluation), ensembles.csv (one line per ensemble row, when there are any), report.html
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..evaluation.gap import gap_of_means
+from ..evaluation.relearn import RelearnConfig
 from ..io import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
 from .plan import describe_split
 from .store import ResultStore, RunRecord
@@ -59,12 +61,21 @@ class Column:
     digits: int = 1
 
 
+# The relearning attack of the grid's evaluations (the stages use the default settings).
+RELEARN = RelearnConfig()
+
 COLUMNS: tuple[Column, ...] = (
     Column("df", "Df acc. (%)", ("metrics", "accuracy", "df"), 100.0),
     Column("dr", "Dr acc. (%)", ("metrics", "accuracy", "dr"), 100.0),
     Column("test", "Dtest acc. (%)", ("metrics", "accuracy", "test"), 100.0),
+    # Class unlearning only: the Avg. Gap's utility term (the full-test column stays, as in the paper).
+    Column("test_remaining", "Dtest acc., remaining classes (%)", ("metrics", "accuracy", "test_remaining"), 100.0),
     Column("loss_mia", "Loss-MIA acc. (%) [50 = forgotten]", ("metrics", "loss_mia", "accuracy"), 100.0),
     Column("svc_mia", "SVC MIA-efficacy (%) [higher = forgotten]", ("metrics", "svc_mia", "confidence"), 100.0),
+    Column("relearn_early", f"Relearn: Df acc. at step {RELEARN.early_at} (%) [target: Retrain]",
+           ("metrics", "relearn", "early"), 100.0),
+    Column("relearn_end", f"Relearn: Df acc. at step {RELEARN.steps}, the end (%) [target: Retrain]",
+           ("metrics", "relearn", "after"), 100.0),
     Column("seconds", "Time (s)", ("metrics", "time", "unlearn_seconds"), 1.0, 2),
     Column("time_ratio", "Time / Retrain", ("metrics", "time", "ratio"), 1.0, 3),
     Column("avg_gap", "Avg. Gap (pp)", ("avg_gap_pp",), 1.0, 2),
@@ -92,12 +103,53 @@ class EvalRow:
     retrain_match: str = "epochs"  # how long its Retrain trained (BenchConfig.retrain_match)
     replica: bool = False  # a Retrain of the reference set other than the split's first one
     no_op: bool | None = None  # the unlearned model is the Original unchanged (None: not checked)
+    schedule: "Schedule | None" = None  # steps taken and planned (unlearned models only)
 
     @property
     def cell(self) -> tuple:
         """The runs a method's row and Retrain's row share: same backbone, seed, forget split and
         kind of Retrain (a folder may hold both kinds)."""
         return self.model, self.seed, self.split, self.retrain_match
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How far an unlearning run got: optimiser steps taken, those its schedule plans (None when
+    the run did not record them) and whether a budget (time or step cap) stopped it."""
+
+    steps: int
+    planned: int | None
+    capped: bool
+
+    @classmethod
+    def of(cls, metrics: Mapping[str, Any]) -> "Schedule | None":
+        """From an unlearn record's metrics (UnlearnResult.to_metadata); None without a step count."""
+        if metrics.get("steps") is None:
+            return None
+        planned = metrics.get("planned_steps")
+        return cls(int(metrics["steps"]), None if planned is None else int(planned),
+                   bool(metrics.get("budget_exhausted")))
+
+
+def _span(values: Sequence[int]) -> str:
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def schedule_text(schedules: Sequence["Schedule | None"]) -> str:
+    """The steps cell of a row: "400 of 400" when every run finished its schedule, "capped at 120 of
+    400 steps (3 of 4 runs)" when a budget stopped some; "" when no run recorded its steps."""
+    known = [schedule for schedule in schedules if schedule is not None]
+    if not known:
+        return ""
+    capped = [schedule for schedule in known if schedule.capped]
+    shown = capped or known
+    steps = _span([schedule.steps for schedule in shown])
+    planned = [schedule.planned for schedule in shown if schedule.planned is not None]
+    of = f" of {_span(planned)}" if planned else ""
+    if not capped:
+        return f"{steps}{of}"
+    runs = f" ({len(capped)} of {len(known)} runs)" if len(capped) < len(known) else ""
+    return f"capped at {steps}{of} steps{runs}"
 
 
 @dataclass
@@ -130,6 +182,7 @@ class TableRow:
     cells: dict[str, Cell]
     runs: int
     no_op: bool = False  # every model of the row is the Original unchanged
+    schedule: str = ""  # schedule_text of its unlearning runs
 
 
 @dataclass
@@ -179,14 +232,21 @@ class EvaluationContext:
 
     overrides: Mapping[str, dict[str, Any]]  # unlearning run key -> its method overrides
     retrain_kinds: Mapping[str, str]  # Retrain run key -> BenchConfig.retrain_match
+    schedules: Mapping[str, Schedule | None] = field(default_factory=dict)  # unlearning run key -> its steps
 
     @classmethod
     def of(cls, store: ResultStore) -> "EvaluationContext":
+        unlearned = store.records(stage="unlearn")
         overrides = {record.key: dict((record.config.get("hyper") or {}).get("overrides") or {})
-                     for record in store.records(stage="unlearn")}
+                     for record in unlearned}
         kinds = {record.key: record.config.get("train", {}).get("match", "epochs")
                  for record in store.records(stage="retrain")}
-        return cls(overrides, kinds)
+        schedules = {record.key: Schedule.of(record.metrics or {}) for record in unlearned}
+        return cls(overrides, kinds, schedules)
+
+    def schedule_of(self, evaluation: RunRecord) -> Schedule | None:
+        """The steps of the unlearning run an evaluation scored (None for the references)."""
+        return self.schedules.get(evaluation.config.get("subject"))
 
     def overrides_of(self, evaluation: RunRecord) -> dict[str, Any]:
         """{} for defaults, tuned runs and the references."""
@@ -196,7 +256,8 @@ class EvaluationContext:
         return self.retrain_kinds.get(evaluation.config.get("retrain"), "epochs")
 
 
-def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mapping[str, Any] | None = None) -> EvalRow:
+def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mapping[str, Any] | None = None,
+             schedule: Schedule | None = None) -> EvalRow:
     """Flatten one "evaluate" record, its method named with `overrides` (`variant_label`).
     Retrain's time is its training time (ratio 1 by definition)."""
     config, metrics = record.config, record.metrics or {}
@@ -208,14 +269,15 @@ def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mappin
         scenario=split["scenario"], ratio=split.get("ratio"), method=variant_label(config["method"], overrides),
         values=values, split=describe_split(split), metrics=metrics.get("metrics") or {}, retrain_match=retrain_match,
         replica=config["method"] == "retrain" and config.get("subject", config.get("retrain")) != config.get("retrain"),
-        no_op=metrics.get("no_op"),
+        no_op=metrics.get("no_op"), schedule=schedule,
     )
 
 
 def collect_rows(store: ResultStore) -> list[EvalRow]:
     """Every finished evaluation of the test splits in the database."""
     context = EvaluationContext.of(store)
-    return [eval_row(record, context.retrain_kind_of(record), context.overrides_of(record))
+    return [eval_row(record, context.retrain_kind_of(record), context.overrides_of(record),
+                     context.schedule_of(record))
             for record in store.records(stage="evaluate", status="done")
             if record.config.get("split", {}).get("role", "test") == "test"]
 
@@ -248,7 +310,8 @@ def aggregate(rows: Sequence[EvalRow]) -> list[Table]:
                 cells = {c.key: Cell.of(r.values[c.key] for r in chosen) for c in COLUMNS}
                 cells[GAP_OF_MEANS.key] = _gap_of_means(chosen, retrain_by_cell)
                 no_op = bool(chosen) and all(r.no_op for r in chosen)
-                table.rows.append(TableRow(scenario, method, cells, len(chosen), no_op))
+                schedule = schedule_text([r.schedule for r in chosen])
+                table.rows.append(TableRow(scenario, method, cells, len(chosen), no_op, schedule))
         tables.append(table)
     return tables
 
@@ -296,8 +359,12 @@ def display_name(method: str, no_op: bool = False) -> str:
 # Markdown and CSV
 
 
+# The text column after the numeric ones: how much of its schedule each unlearning run took.
+STEPS_TITLE = "Steps (of planned)"
+
+
 def _markdown_table(table: Table) -> list[str]:
-    header = ["Method", *(c.title for c in TABLE_COLUMNS), "runs"]
+    header = ["Method", *(c.title for c in TABLE_COLUMNS), STEPS_TITLE, "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     current = None
     for row in table.rows:
@@ -305,7 +372,8 @@ def _markdown_table(table: Table) -> list[str]:
             current = row.scenario
             lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
         cells = [row.cells[c.key].format(c.digits) for c in TABLE_COLUMNS]
-        lines.append("| " + " | ".join([display_name(row.method, row.no_op), *cells, str(row.runs)]) + " |")
+        steps = row.schedule or "—"
+        lines.append("| " + " | ".join([display_name(row.method, row.no_op), *cells, steps, str(row.runs)]) + " |")
     return lines
 
 
@@ -323,19 +391,78 @@ RETRAIN_LENGTHS = {"epochs": "the Original's epochs on Dr",
 
 READING_NOTES = (
     "Accuracies and MIA values are percentages; Avg. Gap is the mean absolute gap to Retrain in percentage points "
-    "over Df, Dr and Dtest accuracy and the SVC MIA-efficacy (the loss attack stands in if SVC is missing).",
+    "over Df, Dr and Dtest accuracy and the SVC MIA-efficacy (the loss attack stands in if SVC is missing). "
+    "For class unlearning its Dtest term is the remaining classes' test accuracy (the forgotten class already "
+    "counts through Df); the full Dtest column is the paper's figure and is not in that gap.",
     "Avg. Gap (pp) averages each run's gap to the Retrain of the same seed and split, so run-to-run noise adds up; "
     "Avg. Gap of the means compares the row's averaged metrics with Retrain's averages over the same runs "
     "(SalUn's convention, where noise that goes both ways cancels). Two Retrains of the same split already differ "
     "by a few points on small corpora; compare both columns with that floor.",
-    "Loss-MIA acc.: a logistic-regression attack on per-sample losses, Df vs matched unseen recordings; 50 % means "
-    "Df looks unseen (forgotten), 100 % means Df is recognised as training data.",
+    "Loss-MIA acc.: a logistic-regression attack on per-sample losses, Df vs matched unseen recordings (for class "
+    "unlearning the forgotten class's test recordings, so that membership is not confounded with the class); "
+    "50 % means Df looks unseen (forgotten), 100 % means Df is recognised as training data.",
     "SVC MIA-efficacy: the fraction of Df an SVC trained on Dr-vs-Dtest softmax confidences calls non-member; higher "
-    "means more of Df looks unseen. The Retrain row is the target for both attacks, not an ideal value.",
+    "means more of Df looks unseen. For class unlearning its Dtest non-members exclude the forgotten class, which "
+    "would teach it the class instead of membership. The Retrain row is the target for both attacks, not an ideal "
+    "value.",
     "Sample unlearning: the right Df accuracy is Retrain's (about its test accuracy), not 0.",
+    f"Relearn: a copy of the model is fine-tuned on {RELEARN.fraction:.0%} of Df (plus as many Dr rows) for "
+    f"{RELEARN.steps} steps; the columns give its accuracy on the rest of Df after {RELEARN.early_at} steps (how "
+    "fast it comes back) and at the end of that schedule (how much comes back at all). Lower = harder to relearn; "
+    "the Retrain row is the target. NA where the grid ran without the attack.",
     "Time: wall time of the unlearning call (Retrain: its training time); Time / Retrain above 1 means retraining "
     "would have been cheaper. Original has no unlearning time (NA).",
+    f"{STEPS_TITLE}: the optimiser steps each unlearning run took and those its documented schedule plans "
+    "(its epochs x batches, with the row's settings). 'capped at N of M steps' marks runs a budget stopped first "
+    "(the time budget, budget_factor x Retrain's time up to unlearn_cap_seconds, or the step cap unlearn_cap_steps): "
+    "such a row measures the method cut short, not as documented; run the grid without the cap for the uncapped "
+    "row where they differ.",
 )
+
+
+# Report titles of the attacks a method's objective can touch (evaluation metrics with `reads`).
+ATTACK_TITLES = {"loss_mia": "Loss-MIA", "svc_mia": "SVC MIA"}
+
+
+def objective_touches(method: str) -> tuple[str, ...] | None:
+    """The attacks (metric names) that decide on a quantity `method`'s own objective reads
+    (`Method.objective_reads` against `Metric.reads`); None for a name that is no registered
+    method. `method` may be a row label ("calibrated [heldout_warp=0.2]", "scrub+superloss")."""
+    from ..evaluation.metrics import metrics_reading
+    from ..methods.base import split_method_name
+    from .plan import load_methods
+
+    load_methods()
+    try:
+        method_class, _ = split_method_name(method.split(" [", 1)[0])
+    except (KeyError, ValueError):
+        return None
+    return tuple(metrics_reading(method_class.objective_reads))
+
+
+def objective_note(tables: Sequence[Table]) -> str | None:
+    """One reading note: which attacks each method of the tables optimises itself, and where the
+    independent evidence is."""
+    methods = sorted({row.method for table in tables for row in table.rows if row.method not in REFERENCE_ROWS})
+    touches = {method: objective_touches(method) for method in methods}
+    touched = [f"{method}: {', '.join(ATTACK_TITLES.get(a, a) for a in attacks)}"
+               for method, attacks in touches.items() if attacks]
+    untouched = [method for method, attacks in touches.items() if attacks == ()]
+    if not touched and not untouched:
+        return None
+    listing = "; ".join(touched + ([f"none: {', '.join(untouched)}"] if untouched else []))
+    return ("Attacks a method's own objective touches (each method declares what its objective reads, each attack "
+            f"what it decides on): {listing}. An attack that decides on what a method optimises judges it on its "
+            "own target: read those cells as the objective met, not as independent evidence of forgetting. U-LiRA, "
+            "the forgetting score and the informed attack are the independent evidence: they judge each Df example "
+            "against its own distribution over the Retrains, which no method's objective reads.")
+
+
+def reading_notes(tables: Sequence[Table], ensembles: Sequence["EnsembleTable"] = ()) -> tuple[str, ...]:
+    """The notes under the tables: how to read them, which attacks each method optimises, and the
+    ensemble tables' sign conventions when there are any."""
+    objective = objective_note(tables)
+    return READING_NOTES + ((objective,) if objective else ()) + (ENSEMBLE_NOTES if ensembles else ())
 
 
 def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (), plots: Sequence[Path] = (),
@@ -348,7 +475,7 @@ def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (),
         if table.original_fit:
             lines += [table.original_fit, ""]
     lines += ensemble_markdown(ensembles)
-    notes = READING_NOTES + (ENSEMBLE_NOTES if ensembles else ())
+    notes = reading_notes(tables, ensembles)
     lines += ["## How to read the tables", ""] + [f"- {note}" for note in notes] + [""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
@@ -364,14 +491,17 @@ def results_csv(tables: Sequence[Table]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "corpus", "scenario", "method", "runs",
-                     *[f"{c.key}_{stat}" for c in TABLE_COLUMNS for stat in ("mean", "std")]])
+                     *[f"{c.key}_{stat}" for c in TABLE_COLUMNS for stat in ("mean", "std")], "objective_touches",
+                     "steps"])
     for table in tables:
         for row in table.rows:
             values = []
             for column in TABLE_COLUMNS:
                 cell = row.cells[column.key]
                 values += ["" if cell.mean is None else f"{cell.mean:.6g}", "" if cell.std is None else f"{cell.std:.6g}"]
-            writer.writerow([table.task, table.corpus, row.scenario, row.method, row.runs, *values])
+            touches = None if row.method in REFERENCE_ROWS else objective_touches(row.method)
+            writer.writerow([table.task, table.corpus, row.scenario, row.method, row.runs, *values,
+                             "" if touches is None else " ".join(touches) or "none", row.schedule])
     return out.getvalue()
 
 
@@ -380,11 +510,14 @@ def runs_csv(rows: Sequence[EvalRow]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "corpus", "model", "seed", "scenario", "ratio", "split", "method",
-                     *[c.key for c in COLUMNS]])
+                     *[c.key for c in COLUMNS], "steps", "planned_steps", "capped"])
     for row in rows:
         values = ["" if row.values[c.key] is None else f"{row.values[c.key]:.6g}" for c in COLUMNS]
+        schedule = row.schedule
+        steps = ["", "", ""] if schedule is None else [
+            schedule.steps, "" if schedule.planned is None else schedule.planned, int(schedule.capped)]
         writer.writerow([row.task, row.corpus, row.model, row.seed, row.scenario,
-                         "" if row.ratio is None else row.ratio, row.split, row.method, *values])
+                         "" if row.ratio is None else row.ratio, row.split, row.method, *values, *steps])
     return out.getvalue()
 
 
@@ -519,8 +652,8 @@ ENSEMBLE_COLUMNS: tuple[Column, ...] = (
            ("scores", "informed_attack", "balanced_accuracy"), 100.0),
 )
 # Metrics of the Retrain-spread table, in this order when present (the headline count covers all).
-SPREAD_KEYS = ("accuracy.df", "accuracy.dr", "accuracy.test", "loss_mia.accuracy", "svc_mia.confidence",
-               "probe.balanced_accuracy", "relearn.after")
+SPREAD_KEYS = ("accuracy.df", "accuracy.dr", "accuracy.test", "accuracy.test_remaining", "loss_mia.accuracy",
+               "svc_mia.confidence", "probe.balanced_accuracy", "relearn.early", "relearn.after")
 ENSEMBLE_NOTES = (
     "Ensemble tables (retrain_seeds = K >= 2): every split has K Retrains trained on its Dr with seeds other than "
     "the Original's, every method K unlearned models with their own seeds (unlearn_seeds); column K gives "
@@ -530,7 +663,8 @@ ENSEMBLE_NOTES = (
     "the best threshold rule on the logit-scaled confidence reaches between the K unlearned and the K Retrain "
     "models, bucketed; F in [0, 1], higher = more like Retrain. Two Retrain pools already score well below 1 "
     "at finite K (about 0.2 at K = 8), so read F against the Retrain-vs-Retrain row. Final score = F x (Dr "
-    "accuracy / Retrain's) x (Dtest accuracy / Retrain's). Needs K >= 3 on both sides (NA otherwise).",
+    "accuracy / Retrain's) x (Dtest accuracy / Retrain's; the remaining classes' for class unlearning). Needs "
+    "K >= 3 on both sides (NA otherwise).",
     "U-LiRA (Hayes et al. 2024), leave-one-seed-out: per-example Gaussians of that confidence under the other "
     "unlearned models and the other Retrains, a likelihood ratio per (model, example). AUC 50 % = the unlearned "
     "models cannot be told from Retrains, 100 % = always; TPR at 1 % / 0.1 % FPR is about the FPR itself for an "
@@ -785,13 +919,15 @@ li{margin:.2em 0}code{background:#f4f4f4;padding:0 .2em}
 
 
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(t)}</th>" for t in ["Method", *(c.title for c in TABLE_COLUMNS), "runs"])
+    titles = ["Method", *(c.title for c in TABLE_COLUMNS), STEPS_TITLE, "runs"]
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in titles)
     body, current = [], None
     for row in table.rows:
         if row.scenario != current:
             current = row.scenario
-            body.append(f'<tr class="group"><td colspan="{len(TABLE_COLUMNS) + 2}">{SCENARIO_TITLES[current]}</td></tr>')
+            body.append(f'<tr class="group"><td colspan="{len(titles)}">{SCENARIO_TITLES[current]}</td></tr>')
         cells = "".join(f"<td>{html.escape(row.cells[c.key].format(c.digits))}</td>" for c in TABLE_COLUMNS)
+        cells += f"<td>{html.escape(row.schedule or '—')}</td>"
         css = ' class="reference"' if row.method in REFERENCE_ROWS else ""
         body.append(f"<tr{css}><td>{html.escape(display_name(row.method, row.no_op))}</td>{cells}<td>{row.runs}</td></tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -810,7 +946,7 @@ def format_html(tables: Sequence[Table], plots: Sequence[Path], failures: Sequen
                   _html_table(table)]
     if ensembles:
         parts.append(_markdown_to_html(ensemble_markdown(ensembles)))
-    notes = READING_NOTES + (ENSEMBLE_NOTES if ensembles else ())
+    notes = reading_notes(tables, ensembles)
     parts += ["<h2>How to read the tables</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     if plots:
         parts.append("<h2>Plots</h2>")
@@ -877,6 +1013,9 @@ def format_terminal(run_dir: str | Path) -> str:
     lines = []
     for table in tables:
         lines += [table.title, *_markdown_table(table), *([table.original_fit] if table.original_fit else []), ""]
+    objective = objective_note(tables)
+    if objective:
+        lines += [f"- {objective}", ""]
     if ensembles:
         lines += ensemble_markdown(ensembles) + [f"- {note}" for note in ENSEMBLE_NOTES] + [""]
     return "\n".join(lines)

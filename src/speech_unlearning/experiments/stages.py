@@ -15,8 +15,8 @@ appears complete or not at all. It never touches the results database.
             Dtest); returns the Avg. Gap to that split's Retrain, writes nothing but a summary.
 - ensemble: one row of a split against its K Retrains (experiments/ensembles.py); summary.json.
 
-A Retrain replica trains with its "init_seed", an unlearned replica runs with its "unlearn_seed";
-without those keys both use the run's "seed", as every run did before replicas existed.
+A Retrain trains with its "init_seed" (never the Original's), an unlearned replica runs with its
+"unlearn_seed"; without those keys both use the run's "seed", as every run did before replicas existed.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def _train(task: RunTask, split=None) -> StageResult:
         if split is not None:
             save_split(split, folder / SPLIT_FILE)
             artefacts["split"] = SPLIT_FILE
-    metrics = {**metrics, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+    metrics = {**metrics, "train_seed": int(config.seed), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                "budget_exhausted": result.budget_exhausted}
     if split is not None:
         metrics["n_forget"] = int(len(split.forget_ids))

@@ -47,6 +47,8 @@ class BadTeachingConfig(MethodConfig):
 @register_method("bad-teaching")
 class BadTeaching(Method):
     summary = "KL to the original on Dr and to a random-init teacher on Df (mixed, flagged batches)"
+    # KL to teachers' outputs: neither Df's true-label loss nor unseen data's.
+    objective_reads = ()
     config_class = BadTeachingConfig
 
     def setup(self, ctx: UnlearnContext) -> None:

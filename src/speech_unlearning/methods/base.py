@@ -194,6 +194,9 @@ class UnlearnContext:
     superloss: dict[str, "SuperLoss"] = field(default_factory=dict)  # role -> weighting state
     optimizer: torch.optim.Optimizer | None = None
     steps: int = 0
+    # Optimiser steps of the method's schedule run to its end (None: unknown), so that a run cut by
+    # its budget can be reported as "capped at `steps` of `planned_steps`".
+    planned_steps: int | None = None
     log: list[dict] = field(default_factory=list)
     budget_exhausted: bool = False
     diverged: bool = False
@@ -279,6 +282,15 @@ class _batch_norm_eval:
 # --------------------------------------------------------------------------------------------
 # Methods and their registry
 
+# What a method's objective may read that an evaluation also decides on. An attack that decides on
+# a quantity the method optimises judges the method on its own target (a method that pulls Df's
+# losses to unseen data's passes a loss attack by construction), so reports name, per method, the
+# attacks whose quantities its objective reads (evaluation metrics declare theirs, `Metric.reads`).
+OBJECTIVE_QUANTITIES: dict[str, str] = {
+    "forget_loss": "Df's per-example cross-entropy on its true labels (so its true-class confidence)",
+    "heldout_loss": "per-example losses of recordings the model never trained on (a loss attack's non-members)",
+}
+
 
 class Method:
     """Base class of every registered method; one instance serves one `unlearn` call.
@@ -286,13 +298,15 @@ class Method:
     Subclasses set `summary` (one line for `speech-unlearn methods`), `config_class` and
     `loss_roles` (the roles of the per-sample `Term`s their losses return), and implement
     `epoch_plan`; methods that do not optimise an objective batch by batch set `loss_roles = ()`
-    and override `run`.
+    and override `run`. Every registered class states `objective_reads` itself (not inherited):
+    the OBJECTIVE_QUANTITIES its objective reads, () for none.
     """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     config_class: ClassVar[type] = MethodConfig
     loss_roles: ClassVar[tuple[str, ...]] = ("forget", "retain")  # empty: "+superloss" is not offered
+    objective_reads: ClassVar[tuple[str, ...]]  # no default: each method says what its objective reads
 
     def check(self, config: Any, forget: ArrayData, retain: ArrayData, train_config: Any) -> None:
         """Reject a request this method cannot serve, before any compute (raise ConfigError)."""
@@ -303,6 +317,11 @@ class Method:
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         """The phases of 0-based `epoch`, in order."""
         raise NotImplementedError
+
+    def planned_steps(self, ctx: UnlearnContext, first_plan: list[Phase]) -> int:
+        """Optimiser steps of the whole schedule: every epoch like the first (methods whose later
+        epochs differ say so). A schedule that may end early by itself (calibrated) counts its maximum."""
+        return ctx.config.epochs * sum(phase.num_batches for phase in first_plan)
 
     def before_step(self, ctx: UnlearnContext) -> None:
         """Called after backward, before the optimiser step (e.g. to mask gradients)."""
@@ -322,6 +341,12 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     """Class decorator: register a Method subclass under `name` (and set its `name`)."""
 
     def add(cls: type[Method]) -> type[Method]:
+        # Stated by the class itself: a subclass (SalUn of RandLabel) may optimise something else.
+        if "objective_reads" not in vars(cls):
+            raise TypeError(f"method {name!r}: set objective_reads (the OBJECTIVE_QUANTITIES its objective reads)")
+        unknown = sorted(set(cls.objective_reads) - OBJECTIVE_QUANTITIES.keys())
+        if unknown:
+            raise TypeError(f"method {name!r}: unknown objective_reads {unknown}; known: {sorted(OBJECTIVE_QUANTITIES)}")
         cls.name = name
         return METHODS.register(name)(cls)
 
@@ -363,6 +388,7 @@ def describe_methods() -> list[dict[str, Any]]:
                 "name": name,
                 "summary": method.summary,
                 "superloss": bool(method.loss_roles),
+                "objective_reads": list(method.objective_reads),
                 "defaults": config_defaults(method.config_class),
                 "help": {n: h for n, _, _, h in describe_fields(method.config_class)},
             }
@@ -373,6 +399,7 @@ def describe_methods() -> list[dict[str, Any]]:
             "summary": "SuperLoss per-sample re-weighting (the paper's structured forgetting) on any method above "
             "marked superloss=yes",
             "superloss": True,
+            "objective_reads": [],
             "defaults": config_defaults(SuperLossConfig),
             "help": {n: h for n, _, _, h in describe_fields(SuperLossConfig)},
         }
@@ -398,6 +425,7 @@ class UnlearnResult:
     superloss: "SuperLossConfig | None" = None
     seed: int = 0
     diverged: bool = False  # a non-finite loss stopped the run (weights are the last finite ones)
+    planned_steps: int | None = None  # the schedule's steps had no budget stopped it (None: unknown)
 
     def config_dict(self) -> dict[str, Any]:
         """Method and SuperLoss settings in one dict: exactly what `--set` accepts for `name`."""
@@ -414,6 +442,7 @@ class UnlearnResult:
             "seed": self.seed,
             "seconds": self.seconds,
             "steps": self.steps,
+            "planned_steps": self.planned_steps,
             "budget_exhausted": self.budget_exhausted,
             "diverged": self.diverged,
         }

@@ -193,6 +193,8 @@ class CalibratedConfig(AdamWMethodConfig):
 @register_method("calibrated")
 class Calibrated(Method):
     summary = "pull Df's per-sample losses to the held-out loss quantiles (masked KL for dropped classes); distil Dr"
+    # Df's losses pulled to the quantiles of held-out losses: both sides of a loss attack.
+    objective_reads = ("forget_loss", "heldout_loss")
     config_class = CalibratedConfig
 
     def setup(self, ctx: UnlearnContext) -> None:

@@ -112,6 +112,7 @@ def unlearn(
         superloss=superloss_config,
         seed=seed,
         diverged=ctx.diverged,
+        planned_steps=ctx.planned_steps,
     )
 
 
@@ -183,10 +184,10 @@ def _optimise(method: Method, ctx: UnlearnContext) -> None:
     ctx.optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     method.setup(ctx)
     # Plans are built epoch by epoch (a long schedule must not spend its budget on planning);
-    # the bar's total extrapolates the first epoch, which is exact for all but SCRUB.
+    # the planned total extrapolates the first epoch unless the method knows better.
     first_plan = method.epoch_plan(ctx, 0)
-    estimate = cfg.epochs * sum(phase.num_batches for phase in first_plan)
-    with tqdm(total=estimate, desc=method.name, unit="step", file=sys.stderr, disable=not ctx.progress) as bar:
+    ctx.planned_steps = method.planned_steps(ctx, first_plan)
+    with tqdm(total=ctx.planned_steps, desc=method.name, unit="step", file=sys.stderr, disable=not ctx.progress) as bar:
         for epoch in range(cfg.epochs):
             for phase in first_plan if epoch == 0 else method.epoch_plan(ctx, epoch):
                 if ctx.budget_exhausted or ctx.diverged:

@@ -28,6 +28,7 @@ def retain_cross_entropy(ctx: UnlearnContext, batch: Batch) -> list[Term]:
 @register_method("finetune")
 class FineTune(Method):
     summary = "fine-tune on Dr only (forgetting by interference)"
+    objective_reads = ()  # Dr only
     config_class = FineTuneConfig
     loss_roles = ("retain",)
 

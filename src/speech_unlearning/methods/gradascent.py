@@ -29,6 +29,7 @@ class GradAscentConfig(MethodConfig):
 @register_method("gradascent")
 class GradAscent(Method):
     summary = "maximise the cross-entropy on Df (no retain term)"
+    objective_reads = ("forget_loss",)  # pushes Df's true-label loss up
     config_class = GradAscentConfig
     loss_roles = ("forget",)
 

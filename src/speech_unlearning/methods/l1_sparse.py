@@ -32,6 +32,7 @@ class L1SparseConfig(AdamWMethodConfig):
 @register_method("l1-sparse")
 class L1Sparse(Method):
     summary = "fine-tune on Dr with an L1 weight penalty decaying linearly to 0"
+    objective_reads = ()  # Dr and the weights only
     config_class = L1SparseConfig
     loss_roles = ("retain",)
 

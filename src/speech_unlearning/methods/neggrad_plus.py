@@ -45,6 +45,7 @@ class NegGradPlusConfig(AdamWMethodConfig):
 @register_method("neggrad+")
 class NegGradPlus(Method):
     summary = "α·CE(Dr) − (1−α)·CE(Df) on paired retain/forget batches"
+    objective_reads = ("forget_loss",)  # pushes Df's true-label loss up
     config_class = NegGradPlusConfig
 
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:

@@ -30,6 +30,7 @@ class RandLabelConfig(AdamWMethodConfig):
 @register_method("randlabel")
 class RandLabel(Method):
     summary = "Df with uniformly random labels, then a Dr pass, every epoch"
+    objective_reads = ()  # Df under random labels, never its true ones
     config_class = RandLabelConfig
 
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import ConfigError, require
-from ..training.loop import fit, step_matched_epochs
+from ..training.loop import fit, step_matched_epochs, steps_per_epoch
 from .base import Method, UnlearnContext, register_method, starting_model_like
 
 
@@ -48,6 +48,7 @@ class RetrainConfig:
 @register_method("retrain")
 class Retrain(Method):
     summary = "train from scratch on Dr with the original recipe (gold standard; defines the budget)"
+    objective_reads = ()  # trains on Dr from scratch
     config_class = RetrainConfig
     loss_roles = ()
 
@@ -66,6 +67,7 @@ class Retrain(Method):
             device=str(ctx.device),
         )
         ctx.model = starting_model_like(ctx.original)
+        ctx.planned_steps = recipe.epochs * steps_per_epoch(len(ctx.retain), recipe.batch_size)
         validation = ctx.validation if ctx.config.use_validation else None
         result = fit(ctx.model, ctx.retain, validation, recipe)
         ctx.steps, ctx.budget_exhausted = result.steps, result.budget_exhausted

@@ -36,6 +36,8 @@ class SalUnConfig(RandLabelConfig):
 @register_method("salun")
 class SalUn(RandLabel):
     summary = "RandLabel on the top-50% weights by forget-gradient saliency; the rest stay bit-identical"
+    # RandLabel's objective; the saliency mask reads Df's loss gradient, not its value.
+    objective_reads = ()
     config_class = SalUnConfig
 
     def setup(self, ctx: UnlearnContext) -> None:

@@ -60,12 +60,19 @@ def distillation_kl(ctx: UnlearnContext, student_logits: torch.Tensor, inputs: t
 @register_method("scrub")
 class Scrub(Method):
     summary = "alternate max-KL epochs on Df and min (γ·CE + α·KL) epochs on Dr, distilling from the original"
+    objective_reads = ()  # KL to the original's outputs on Df, not the true-label loss
     config_class = ScrubConfig
 
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         cfg = ctx.config
         phases = [forget_pass(ctx, cfg.forget_batch_size, self.max_loss, name="max")] if epoch < cfg.max_steps else []
         return phases + [retain_pass(ctx, cfg.batch_size, self.min_loss, name="min")]
+
+    def planned_steps(self, ctx: UnlearnContext, first_plan: list[Phase]) -> int:
+        """Max passes only in the first `max_steps` epochs, a min pass in every one."""
+        cfg = ctx.config
+        per_phase = {phase.name: phase.num_batches for phase in first_plan}
+        return min(cfg.max_steps, cfg.epochs) * per_phase.get("max", 0) + cfg.epochs * per_phase["min"]
 
     @staticmethod
     def max_loss(ctx: UnlearnContext, batch: Batch) -> list[Term]:

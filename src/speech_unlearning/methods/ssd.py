@@ -21,6 +21,7 @@ far (a random subset, D is shuffled) are used.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -116,6 +117,7 @@ def full_training_data(ctx: UnlearnContext) -> ArrayData:
 @register_method("ssd")
 class SSD(Method):
     summary = "dampen parameters far more important to Df than to D (diagonal Fisher); no training"
+    objective_reads = ()  # no objective: dampens weights by Fisher importance
     config_class = SSDConfig
     loss_roles = ()
 
@@ -131,6 +133,8 @@ class SSD(Method):
 
     def run(self, ctx: UnlearnContext) -> None:
         training_data = full_training_data(ctx)
+        # One Fisher batch counts as a step: a pass over Df, then one over D.
+        ctx.planned_steps = sum(math.ceil(len(data) / ctx.config.batch_size) for data in (ctx.forget, training_data))
         forget_importance = diagonal_fisher(ctx, ctx.forget)
         full_importance = diagonal_fisher(ctx, training_data) if not ctx.budget_exhausted else None
         dampened = 0
