@@ -11,25 +11,37 @@ from speech_unlearning.config import ConfigError
 from speech_unlearning.experiments.costs import estimate_plan, table_estimate
 from speech_unlearning.experiments.plan import STAGES, build_plan, resolve_methods, tune_points
 from speech_unlearning.experiments.presets import PAPER_BACKBONES, PRESETS, BenchConfig, resolve_config
+from speech_unlearning.methods.base import split_method_name
 
 
-def expected_counts(config: BenchConfig, methods: int) -> dict[str, int]:
-    """Runs per stage, counted independently of the plan builder."""
+def tunable_methods(methods) -> list[str]:
+    """Methods with an lr or an epochs setting: the ones tuning has a grid for."""
+    return [name for name in methods
+            if {f.name for f in dataclasses.fields(split_method_name(name)[0].config_class)} & {"lr", "epochs"}]
+
+
+def expected_counts(config: BenchConfig, methods: list[str]) -> dict[str, int]:
+    """Runs per stage, counted independently of the plan builder. With tuning, each backbone's
+    first seed adds one validation forget split (and its Retrain) per scenario, and one tune run
+    per tunable method and grid point on it."""
     originals = sum(len(config.models_for(task)) * len(config.seeds) for task in config.tasks)
-    retrains = 0
+    retrains = validation_retrains = 0
     for task in config.tasks:
         scenarios = config.scenarios_for(task)
         splits_per_seed = len(config.ratios) * ("sample" in scenarios) + ("class" in scenarios) + ("speaker" in scenarios)
         retrains += len(config.models_for(task)) * len(config.seeds) * splits_per_seed
-    return {"corpus": len(config.tasks), "original": originals, "retrain": retrains, "tune": 0,
-            "unlearn": retrains * methods, "evaluate": retrains * (methods + 2), "ensemble": 0}
+        validation_retrains += len(config.models_for(task)) * len(scenarios) if config.tune else 0
+    points = len(config.tune_lr_scales) * len(config.tune_epoch_scales)
+    return {"corpus": len(config.tasks), "original": originals, "retrain": retrains + validation_retrains,
+            "tune": validation_retrains * len(tunable_methods(methods)) * points,
+            "unlearn": retrains * len(methods), "evaluate": retrains * (len(methods) + 2), "ensemble": 0}
 
 
 @pytest.mark.parametrize("name", PRESETS.names())
 def test_plan_of_every_preset_has_the_right_counts(name):
     config = resolve_config(name)
     plan = build_plan(config)
-    assert plan.counts() == expected_counts(config, len(plan.methods))
+    assert plan.counts() == expected_counts(config, plan.methods)
     assert len({run.key for run in plan.runs}) == len(plan.runs)
     position = {run.key: index for index, run in enumerate(plan.runs)}
     assert all(position[dep] < position[run.key] for run in plan.runs for dep in run.deps)
@@ -192,6 +204,18 @@ def test_speaker_unlearning_is_planned_for_kws_only():
     plan = build_plan(resolve_config("quick"))
     speaker = [run for run in plan.stage_runs("retrain") if run.config["split"]["scenario"] == "speaker"]
     assert speaker and {run.config["task"] for run in speaker} == {"kws"}
+
+
+def test_the_real_preset_tunes_every_method_alike_and_its_demo_half_does_not():
+    """A fair comparison: every method with an lr or epochs setting, calibrated included, gets the
+    same tuning grid on validation forget splits; the demo's real half stays at the defaults."""
+    plan = build_plan(resolve_config("real"))
+    tuned = {(g.scenario, g.method) for g in plan.tune_groups.values()}
+    scenarios = {"sample", "class", "speaker"}
+    assert "calibrated" in tunable_methods(plan.methods)
+    assert tuned == {(s, m) for s in scenarios for m in tunable_methods(plan.methods)}
+    assert all(len(g.run_keys) == len(tune_points(plan.config)) for g in plan.tune_groups.values())
+    assert build_plan(resolve_config("demo-real")).counts()["tune"] == 0
 
 
 def test_tuning_plan_uses_validation_splits_and_every_grid_point():
