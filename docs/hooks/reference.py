@@ -124,7 +124,7 @@ def _expanded_help(parser: argparse.ArgumentParser, action: argparse.Action) -> 
     formatter = parser._get_formatter()
     try:
         return formatter._expand_help(action)
-    except (KeyError, TypeError, ValueError):
+    except (AttributeError, KeyError, TypeError, ValueError):  # a private helper changed, or a stray %
         return action.help
 
 
