@@ -83,7 +83,7 @@ def test_unlearn_a_keyword_then_a_speaker_on_fsdd(
     model, metadata = load_checkpoint(first)
     assert metadata["method"] == "gradascent" and metadata["config"]["lr"] == 0.01 and metadata["config"]["epochs"] == 2
     assert metadata["steps"] > 0 and metadata["seconds"] > 0 and metadata["budget_exhausted"] is False
-    split = load_split(Path(str(first) + ".split.json"), fsdd_kws)
+    split = load_split(first / "split.json", fsdd_kws)
     assert split.kind == "class" and metadata["split"] == split.to_dict()
     (entry,) = metadata["history"]
     assert entry["accuracy_after"]["forget"] < entry["accuracy_before"]["forget"]
@@ -99,7 +99,7 @@ def test_unlearn_a_keyword_then_a_speaker_on_fsdd(
     _, metadata = load_checkpoint(second)
     assert [e["method"] for e in metadata["history"]] == ["gradascent", "ssd"]
     later = metadata["history"][1]
-    second_split = load_split(Path(str(second) + ".split.json"), fsdd_kws)
+    second_split = load_split(second / "split.json", fsdd_kws)
     forgotten = set(split.forget_indices(fsdd_kws)) | set(second_split.forget_indices(fsdd_kws))
     assert later["retain_count"] == len(fsdd_kws.indices("train")) - len(forgotten)
     assert later["budget_seconds"] == 30

@@ -16,16 +16,10 @@ from torch import nn
 from speech_unlearning.cli.main import main
 from speech_unlearning.config import ConfigError
 from speech_unlearning.data.corpus import CorpusError, load_corpus
-from speech_unlearning.experiments.audit import AcceptanceThresholds, verify_request
-from speech_unlearning.experiments.requests import (
-    CHOICE_FILE,
-    DeletionRequest,
-    choice_table_from_runs,
-    load_choice_table,
-    load_request_file,
-    request_scenario,
-    resolve_request,
-)
+from speech_unlearning.experiments.choice_table import choice_table_from_runs
+from speech_unlearning.forgetting.choice import CHOICE_FILE, load_choice_table, request_scenario
+from speech_unlearning.forgetting.request import DeletionRequest, load_request_file, resolve_request
+from speech_unlearning.forgetting.verify import AcceptanceThresholds, verify_request
 from speech_unlearning.io import sha256_file
 from speech_unlearning.models.checkpoint import checkpoint_sha256, load_checkpoint
 
@@ -102,9 +96,11 @@ def test_speaker_request_writes_checkpoint_history_and_audit(speaker_request, fs
     for utterance in jackson_train[:25]:
         assert items[utterance.utt_id]["file_sha256"] == sha256_file(utterance.path)
         assert items[utterance.utt_id]["file"] == f"recordings/{Path(utterance.path).name}"
-    _, _, original_sha = fsdd_original
-    assert audit["checkpoints"]["before"]["sha256"] == original_sha
-    assert audit["checkpoints"]["after"]["sha256"] == checkpoint_sha256(out)
+    # The weights files' hashes, exactly as `sha256sum` prints them.
+    original, _, _ = fsdd_original
+    assert audit["checkpoints"]["before"]["weights_sha256"] == sha256_file(original / "model.safetensors")
+    assert audit["checkpoints"]["after"]["weights_sha256"] == sha256_file(out / "model.safetensors")
+    assert audit["weights_changed"] is True
     assert audit["method"]["name"] == SHIPPED_KWS_SPEAKER_CHOICE and audit["method"]["config"]["epochs"] == 1
     assert audit["method"]["budget_seconds"] == 2 and audit["method"]["steps"] >= 1
     assert audit["method"]["choice"]["scenario"] == "speaker"
@@ -362,7 +358,10 @@ def test_request_file_is_read_with_id_reason_and_file_list(tmp_path):
     assert request.keywords == ("3", "4") and request.files == ("0_theo_10", "recordings/1_theo_12.wav")
     reordered = DeletionRequest(keywords=("4", "3"), files=request.files[::-1], request_id="42", reason=request.reason)
     assert reordered.sha256 == request.sha256
-    assert DeletionRequest(speakers=("a",)).effective_id == "req-" + DeletionRequest(speakers=("a",)).sha256[:12]
+    # The default id names the request, not its wording: a new reason keeps the id (and changes the hash).
+    plain, reasoned = DeletionRequest(speakers=("a",)), DeletionRequest(speakers=("a",), reason="ticket 12")
+    assert plain.effective_id == reasoned.effective_id and plain.effective_id.startswith("req-")
+    assert plain.sha256 != reasoned.sha256 and plain.effective_id != DeletionRequest(speakers=("b",)).effective_id
 
 
 def test_request_file_without_mapping_is_refused(tmp_path):
