@@ -365,12 +365,22 @@ def _interval(value: float | None, n: int) -> tuple[float, float] | None:
     return None if value is None else wilson_interval(value, n)
 
 
+def within(value: float, target: float, tolerance_pp: float) -> bool:
+    """|value - target| <= tolerance, up to float noise (0.6000000000000001 is within 10 pp of 0.5)."""
+    return abs(value - target) <= tolerance_pp / 100 + TOLERANCE
+
+
+def at_most_above(value: float, target: float, tolerance_pp: float) -> bool:
+    """value <= target + tolerance, up to float noise."""
+    return value <= target + tolerance_pp / 100 + TOLERANCE
+
+
 def _df_rule(group: ForgetGroup, thresholds: AcceptanceThresholds):
     """(rule text, test(value, target)) of the Df accuracy check."""
-    tolerance = thresholds.forget_tolerance_pp / 100 + TOLERANCE
+    pp = thresholds.forget_tolerance_pp
     if group.class_like:
-        return f"at most {thresholds.forget_tolerance_pp:g} pp above the target", lambda v, t: v <= t + tolerance
-    return f"within {thresholds.forget_tolerance_pp:g} pp of the target", lambda v, t: abs(v - t) <= tolerance
+        return f"at most {pp:g} pp above the target", lambda v, t: at_most_above(v, t, pp)
+    return f"within {pp:g} pp of the target", lambda v, t: within(v, t, pp)
 
 
 def _forgetting_checks(group: ForgetGroup, metrics: Mapping[str, Mapping[str, Any]], corpus: Corpus,
@@ -414,11 +424,10 @@ def _mia_check(group: ForgetGroup, after, before, retrained, thresholds: Accepta
     if len(group.positions) < thresholds.min_check_items:
         note = f"not enough recordings (n = {len(group.positions)}; a check needs {thresholds.min_check_items})"
         return Check(name, category, value, target, source, rule, None, note, n, _interval(value, n))
-    limit = thresholds.mia_tolerance_pp / 100 + TOLERANCE
-    original = _mia_accuracy(before)
-    return Check(name, category, value, target, source, rule, bool(abs(value - target) <= limit),
+    pp, original = thresholds.mia_tolerance_pp, _mia_accuracy(before)
+    return Check(name, category, value, target, source, rule, within(value, target, pp),
                  f"members: Df; non-members: {group.mia_rows_text}", n, _interval(value, n),
-                 None if original is None else bool(abs(original - target) <= limit))
+                 None if original is None else within(original, target, pp))
 
 
 def _drop_check(name: str, key: str, metrics: Mapping[str, Mapping[str, Any]], limit_pp: float, note: str) -> Check:
@@ -430,8 +439,8 @@ def _drop_check(name: str, key: str, metrics: Mapping[str, Mapping[str, Any]], l
         return Check(name, "utility", after, before, "the value before unlearning", rule, None, "no test recordings", n)
     drop_pp = 100 * (before - after)
     return Check(name, "utility", after, before, "the value before unlearning", rule,
-                 drop_pp <= limit_pp + 100 * TOLERANCE, f"drop {drop_pp:.2f} pp; {note}", n, _interval(after, n),
-                 0 <= limit_pp + 100 * TOLERANCE)
+                 at_most_above(before - after, 0.0, limit_pp), f"drop {drop_pp:.2f} pp; {note}", n,
+                 _interval(after, n), at_most_above(0.0, 0.0, limit_pp))
 
 
 def _utility_checks(groups: Sequence[ForgetGroup], metrics, thresholds: AcceptanceThresholds) -> list[Check]:
