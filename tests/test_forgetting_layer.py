@@ -18,7 +18,12 @@ import pytest
 import torch
 
 from speech_unlearning.cli.main import main
-from speech_unlearning.forgetting.history import DEFAULT_BUDGET_FRACTION, default_budget, earlier_requests
+from speech_unlearning.forgetting.history import (
+    DEFAULT_BUDGET_FRACTION,
+    default_budget,
+    earlier_requests,
+    recorded_split,
+)
 from speech_unlearning.forgetting.request import DeletionRequest, resolve_request
 from speech_unlearning.forgetting.verify import AcceptanceThresholds, at_most_above, verify_request, within
 from speech_unlearning.io import sha256_file
@@ -119,7 +124,12 @@ def test_chained_forget_unlearn_forget_evaluate_never_brings_forgotten_recording
     assert [entry["tool"] for entry in metadata["history"]] == ["forget", "unlearn", "forget"]
     assert all(entry["splits"] and entry["format"] == 2 for entry in metadata["history"])
     assert metadata["history"][0]["thresholds"]["forget_tolerance_pp"] == 100
-    forgotten = {fsdd_kws.index_of[i] for i in metadata["split"]["forget_ids"]}
+    forgotten = {fsdd_kws.index_of[i] for i in recorded_split(metadata, fsdd_kws, "test").forget_ids}
+    # No recording or speaker is named in the history; a fresh salt keys every checkpoint.
+    text = json.dumps(metadata["history"]) + json.dumps(metadata["split"])
+    assert "jackson" not in text and "theo" not in text and "_jackson_" not in text
+    salts = {json.loads((folder / "metadata.json").read_text())["history_salt"] for folder in (first, second, third)}
+    assert len(salts) == 3
     assert forgotten == jackson | threes | theo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["req1", "req3", "unlearn2"]
     assert (second / "split.json").is_file()
@@ -388,3 +398,37 @@ def test_retrain_of_a_pretrained_backbone_starts_from_the_same_pretrained_weight
     scratch = create_model("wav2vec2-base", 3, backbone_config=original.backbone.config.to_dict())
     assert scratch.build_args["pretrained_from"] is None
     assert not torch.equal(starting_model_like(scratch).head.weight, scratch.head.weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# The three older history shapes are read, and re-keyed on the next write
+
+
+def test_the_three_older_history_formats_are_read_and_rewritten_without_ids(fsdd_kws):
+    from speech_unlearning.data.splits import class_split, sample_split, speaker_split
+    from speech_unlearning.forgetting.history import with_entry
+
+    by_forget = speaker_split(fsdd_kws, ["jackson"])  # `forget`: entry.splits
+    by_unlearn = class_split(fsdd_kws, ["3"])  # `unlearn`: entry.split
+    by_bench = sample_split(fsdd_kws, 0.05, seed=4)  # the benchmark: only the top-level split
+    metadata = {
+        "history": [
+            {"request_id": "REQ-1", "method": "scrub", "splits": [by_forget.to_dict()]},
+            {"method": "gradascent", "split": by_unlearn.to_dict()},
+            {"method": "ssd"},
+        ],
+        "split": by_bench.to_dict(),
+    }
+    earlier = earlier_requests(metadata, fsdd_kws, "old checkpoint")
+    assert [set(e.forget_ids) for e in earlier] == [
+        set(by_forget.forget_ids), set(by_unlearn.forget_ids), set(by_bench.forget_ids)]
+
+    new = speaker_split(fsdd_kws, ["theo"])
+    written = with_entry(metadata, fsdd_kws, earlier, [new], {"method": "finetune"})
+    text = json.dumps(written)
+    assert not any(i in text for i in by_forget.forget_ids + by_unlearn.forget_ids + new.forget_ids)
+    assert "jackson" not in text and "theo" not in text
+    again = earlier_requests(written, fsdd_kws, "new checkpoint")
+    every = set(by_forget.forget_ids) | set(by_unlearn.forget_ids) | set(by_bench.forget_ids) | set(new.forget_ids)
+    assert set().union(*(e.forget_ids for e in again)) == every
+    assert set(recorded_split(written, fsdd_kws, "new").forget_ids) == every

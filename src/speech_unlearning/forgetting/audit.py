@@ -173,7 +173,9 @@ def format_audit_markdown(audit: Mapping[str, Any]) -> str:
     lines += ["", "## Thresholds", ""] + [f"- {k} = {v}" for k, v in audit["thresholds"].items()]
     lines += ["", "## Notes", ""] + [f"- {note}" for note in audit["notes"]]
     lines += ["", "## What this tool does not do", ""] + [f"- {text}" for text in NOT_DONE]
-    lines += ["", f"Forgotten recordings and the sha256 of their audio files: {AUDIT_JSON} (`forgotten_items`)."]
+    lines += ["", f"Forgotten recordings and the sha256 of their audio files: {AUDIT_JSON} (`forgotten_items`). "
+              "The new checkpoint's history does not name them: it keeps keyed hashes (HMAC-SHA256 with a random "
+              "salt of that checkpoint) and counts, enough to keep them out of later requests."]
     return "\n".join(lines) + "\n"
 
 

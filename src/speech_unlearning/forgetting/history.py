@@ -11,12 +11,24 @@ with `splits`, an `unlearn` entry with a single `split`, and a top-level `split`
 (a benchmark model). Reading the three is what stops a later `unlearn` from putting recordings
 forgotten by `forget` or the benchmark back into the retain set.
 
+Forgotten recordings are never named in a checkpoint written here: each split is stored as keyed
+hashes of its utterance ids (HMAC-SHA256 with a random salt drawn anew for every checkpoint,
+`history_salt`) plus counts; speaker names are hashed the same way and file lists dropped. With
+the corpus at hand the ids are found again by hashing every utterance id with the salt
+(`recorded_split`, `earlier_requests`), so later requests still keep them out of the retain set;
+without it the history does not say whom or what was forgotten. Every write re-keys the whole
+history with the new checkpoint's salt, older plain entries included.
+
 The default unlearning budget is a stated fraction of the Original's recorded training time
 (`DEFAULT_BUDGET_FRACTION`): unlearning that costs as much as training again is not worth it.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -28,6 +40,8 @@ from ..data.corpus import Corpus, CorpusError
 from ..data.splits import UnlearningSplit
 
 HISTORY_FORMAT = 2  # 1: the three older shapes (see the module docstring)
+SALT_KEY = "history_salt"
+HASHED_IDS = "forget_id_hmacs"  # a split record holding keyed hashes instead of ids
 DEFAULT_BUDGET_FRACTION = 0.10  # of the Original's recorded training time
 
 
@@ -45,14 +59,58 @@ class EarlierRequest:
         return {i for split in self.splits for i in split.forget_ids}
 
 
-def anchor_split(data: Any, corpus: Corpus, source: str) -> UnlearningSplit:
-    """A stored split rebuilt for `corpus` (same ids and params, this corpus's fingerprint).
+def keyed_hash(salt: str, name: str) -> str:
+    """HMAC-SHA256 of `name` keyed with the checkpoint's salt (hex)."""
+    return hmac.new(bytes.fromhex(salt), name.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def protect_split(split: UnlearningSplit, salt: str) -> dict[str, Any]:
+    """A split record that names no recording or speaker: keyed hashes of its ids, and counts."""
+    params = copy.deepcopy(split.params)
+    if "speakers" in params:
+        params["speakers"] = sorted(keyed_hash(salt, str(name)) for name in params["speakers"])
+    if "items" in params:
+        params["items"] = len(params["items"])  # the list asked for: ids or paths of recordings
+    return {
+        "kind": split.kind,
+        "corpus_name": split.corpus_name,
+        "corpus_fingerprint": split.corpus_fingerprint,
+        "n_items": len(split.forget_ids),
+        HASHED_IDS: sorted(keyed_hash(salt, i) for i in split.forget_ids),
+        "params": params,
+    }
+
+
+def _reveal(data: Mapping[str, Any], corpus: Corpus, salt: str | None, source: str) -> UnlearningSplit:
+    """The split of a keyed record, found again in `corpus`; CorpusError when some ids are gone."""
+    if not salt:
+        raise CorpusError(f"{source}: holds keyed hashes but the checkpoint records no {SALT_KEY}")
+    by_hash = {keyed_hash(salt, u.utt_id): u.utt_id for u in corpus.utterances}
+    hashes = list(data.get(HASHED_IDS) or [])
+    ids = [by_hash[h] for h in hashes if h in by_hash]
+    if len(ids) != len(hashes) or not ids:
+        raise CorpusError(f"{source}: its forgotten items must stay forgotten, but {len(hashes) - len(ids)} of "
+                          f"{len(hashes)} are not recordings of {corpus.name} (another corpus, or recordings removed)")
+    params = copy.deepcopy(dict(data.get("params") or {}))
+    if "speakers" in params:
+        names = {keyed_hash(salt, str(s)): str(s) for s in set(corpus.speakers.tolist())}
+        params["speakers"] = sorted(names[h] for h in params["speakers"] if h in names)
+    if data["kind"] == "files":
+        params["items"] = sorted(ids)
+    return UnlearningSplit(data["kind"], corpus.name, corpus.fingerprint, tuple(sorted(ids)), params)
+
+
+def anchor_split(data: Any, corpus: Corpus, source: str, salt: str | None = None) -> UnlearningSplit:
+    """A stored split (plain or keyed) rebuilt for `corpus` (same ids and params, this corpus's fingerprint).
 
     The ids, not the fingerprint, are what must match: a moved or re-versioned corpus keeps
     them. CorpusError if one is no longer a training item: it could not be kept forgotten.
     """
-    stored = UnlearningSplit.from_dict(data, source=source)
-    split = UnlearningSplit(stored.kind, corpus.name, corpus.fingerprint, stored.forget_ids, stored.params)
+    if isinstance(data, Mapping) and HASHED_IDS in data:
+        split = _reveal(data, corpus, salt, source)
+    else:
+        stored = UnlearningSplit.from_dict(data, source=source)
+        split = UnlearningSplit(stored.kind, corpus.name, corpus.fingerprint, stored.forget_ids, stored.params)
     try:
         split.forget_indices(corpus)
     except CorpusError as error:
@@ -60,29 +118,37 @@ def anchor_split(data: Any, corpus: Corpus, source: str) -> UnlearningSplit:
     return split
 
 
+def recorded_split(metadata: Mapping[str, Any], corpus: Corpus, source: str) -> UnlearningSplit | None:
+    """The cumulative forget set a checkpoint records (`split`, plain or keyed); None when it has none."""
+    stored = metadata.get("split")
+    if not isinstance(stored, Mapping):
+        return None
+    return anchor_split(stored, corpus, source, metadata.get(SALT_KEY))
+
+
 def _entry_splits(entry: Mapping[str, Any]) -> list[Any]:
     """The stored splits of one history entry, in either shape (`splits` or a single `split`)."""
     if entry.get("splits"):
         return list(entry["splits"])
     single = entry.get("split")
-    return [single] if isinstance(single, dict) and single.get("forget_ids") else []
+    return [single] if isinstance(single, dict) and (single.get("forget_ids") or single.get(HASHED_IDS)) else []
 
 
 def earlier_requests(metadata: Mapping[str, Any], corpus: Corpus, source: str) -> list[EarlierRequest]:
     """The requests a checkpoint's metadata records as applied, in order (see the module docstring)."""
     found: list[EarlierRequest] = []
+    salt = metadata.get(SALT_KEY)
     for position, entry in enumerate(metadata.get("history") or []):
         stored = _entry_splits(entry) if isinstance(entry, dict) else []
         if not stored:
             continue
         name = str(entry.get("request_id") or f"history[{position}] ({entry.get('method', 'unlearn')})")
-        splits = tuple(anchor_split(data, corpus, f"{source} history request {name}") for data in stored)
+        splits = tuple(anchor_split(data, corpus, f"{source} history request {name}", salt) for data in stored)
         found.append(EarlierRequest(name, str(entry.get("request_sha256") or ""), splits, entry.get("thresholds")))
     covered = {i for request in found for i in request.forget_ids}
-    recorded = metadata.get("split")
-    if isinstance(recorded, dict) and set(recorded.get("forget_ids") or []) - covered:
-        split = anchor_split(recorded, corpus, f"{source} recorded split")
-        found.append(EarlierRequest("split recorded in the checkpoint", "", (split,)))
+    recorded = recorded_split(metadata, corpus, f"{source} recorded split")
+    if recorded is not None and set(recorded.forget_ids) - covered:
+        found.append(EarlierRequest("split recorded in the checkpoint", "", (recorded,)))
     return found
 
 
@@ -183,8 +249,9 @@ def history_entry(
     thresholds: Mapping[str, Any] | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One history entry: the request's splits, the method run, its budget and (for `forget`) the
-    verdict and the thresholds it was accepted with. `details` holds tool-specific extras."""
+    """One history entry: the method run, its budget and (for `forget`) the verdict and the thresholds
+    it was accepted with; `with_entry` adds the request's splits as keyed records. `details` holds
+    tool-specific extras."""
     return {
         "format": HISTORY_FORMAT,
         "tool": tool,
@@ -205,17 +272,31 @@ def history_entry(
         "thresholds": dict(thresholds) if thresholds is not None else None,
         "timestamp": utc_now(),
         "parent_sha256": parent_sha256,
-        "splits": [split.to_dict() for split in splits],
         **dict(details or {}),
     }
 
 
 def with_entry(metadata: Mapping[str, Any], corpus: Corpus, earlier: Sequence[EarlierRequest],
                current: Sequence[UnlearningSplit], entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The input's metadata with `entry` appended and the cumulative forget set as `split`."""
+    """The input's metadata with `entry` appended and the cumulative forget set as `split`, every
+    split of the history re-keyed with a fresh salt (see the module docstring).
+
+    `earlier` must be `earlier_requests(metadata, ...)`: its requests are the history's entries
+    with splits, in order (and, last, a recorded split no entry covers).
+    """
+    salt = secrets.token_hex(32)
+    history = [dict(old) for old in metadata.get("history") or []]
+    with_splits = [old for old in history if _entry_splits(old)]
+    for old, request in zip(with_splits, earlier):
+        old.pop("split", None)
+        old["splits"] = [protect_split(split, salt) for split in request.splits]
+        old["n_items"] = len(request.forget_ids)
+    new = dict(entry)
+    new["splits"] = [protect_split(split, salt) for split in current]
     every = [split for request in earlier for split in request.splits] + list(current)
     return {
         **metadata,
-        "split": merge_splits(corpus, every).to_dict(),
-        "history": [*(metadata.get("history") or []), dict(entry)],
+        SALT_KEY: salt,
+        "split": protect_split(merge_splits(corpus, every), salt),
+        "history": [*history, new],
     }
