@@ -432,3 +432,22 @@ def test_the_three_older_history_formats_are_read_and_rewritten_without_ids(fsdd
     every = set(by_forget.forget_ids) | set(by_unlearn.forget_ids) | set(by_bench.forget_ids) | set(new.forget_ids)
     assert set().union(*(e.forget_ids for e in again)) == every
     assert set(recorded_split(written, fsdd_kws, "new").forget_ids) == every
+
+
+def test_a_budget_that_cuts_the_run_short_is_stated_in_the_audit(original, cache_dir, tmp_path):
+    status, stdout, stderr = forget(original, tmp_path / "out", cache_dir, "--speaker", "theo", "--method",
+                                    "gradascent", "--set", "epochs=3", "--budget-seconds", "0.001", *LENIENT)
+    assert status == 0, stderr
+    audit = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert audit["method"]["budget_exhausted"] is True and audit["method"]["budget"]["source"] == "--budget-seconds"
+    assert "the budget cut the run short" in (tmp_path / "out" / "audit.md").read_text()
+    assert "the budget cut it short" in stdout
+
+
+def test_the_dry_run_wraps_long_lists_of_speakers():
+    from speech_unlearning.cli.forget import SHOWN_NAMES, wrapped
+
+    lines = wrapped("per speaker", [f"speaker{i:03d} 20" for i in range(150)])
+    assert len(lines) == -(-150 // SHOWN_NAMES)
+    assert all(line.count(",") < SHOWN_NAMES for line in lines)
+    assert "speaker149 20" in lines[-1] and lines[0].startswith("  per speaker: speaker000 20")
