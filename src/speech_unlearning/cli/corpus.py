@@ -134,8 +134,9 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"embedded corpus: {root}")
     print(f"{'reused the valid cached corpus' if reused else 'built'} in {seconds:.1f} s (seed {config.seed})")
     kws = counts["kws"]
-    print(f"kws: {sum(kws[s] for s in SPLITS)} audio files: " + ", ".join(f"{s} {kws[s]}" for s in SPLITS)
-          + " (`corpus info` counts utterances: more, as background noise is cut into _silence_ clips)")
+    print(f"kws: {sum(kws[s] for s in SPLITS)} clips: " + ", ".join(f"{s} {kws[s]}" for s in SPLITS))
+    print("  (audio files; `corpus info` counts utterances, more: each background-noise file is cut into several "
+          "_silence_ clips)")
     sid = counts["sid"]
     print(f"sid: {sid['speakers']} speakers, {sid['train'] + sid['dev'] + sid['test']} utterances: "
           f"train {sid['train']}, dev {sid['dev']}, test {sid['test']}")  # fmt: skip
