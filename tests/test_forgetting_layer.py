@@ -152,6 +152,10 @@ def test_chained_forget_unlearn_forget_evaluate_never_brings_forgotten_recording
     assert sha256_file(third / "model.safetensors") in audit_md  # as `sha256sum` prints it
     assert not re.search(r"\d+\.\d{5,}", audit_md), "unrounded numbers in the audit"
     assert "95 % interval" in audit_md
+    # FSDD is recorded at 8 kHz: the audit lists the conversion of every forgotten recording.
+    items = json.loads((third / "audit.json").read_text())["forgotten_items"]
+    assert items and all("resampled from 8000 Hz to 16000 Hz" in item["conversions"] for item in items)
+    assert f"resampled from 8000 Hz to 16000 Hz: {len(items)} recording(s)" in audit_md
 
 
 def test_the_weights_file_hash_is_what_sha256sum_prints(original, cache_dir, tmp_path):

@@ -46,24 +46,53 @@ def interval_text(interval: Any) -> str:
     return "" if not interval else f" (95 % interval {100 * interval[0]:.1f} to {100 * interval[1]:.1f} %)"
 
 
+def audio_conversions(path: str | Path, sample_rate: int, clip_seconds: float) -> list[str]:
+    """What reading `path` changed (the documented conversions of data/audio.py): channels averaged
+    to mono, another rate resampled, a longer file cut to the clip length. Reads the header only."""
+    import soundfile
+
+    info = soundfile.info(str(path))
+    done = []
+    if info.channels > 1:
+        done.append(f"{info.channels} channels averaged to mono")
+    if info.samplerate != sample_rate:
+        done.append(f"resampled from {info.samplerate} Hz to {sample_rate} Hz")
+    if info.duration > clip_seconds + 1e-6:
+        done.append(f"{info.duration:.1f} s long, cut to {clip_seconds:g} s clip(s)")
+    return done
+
+
 def forgotten_item_records(corpus: Corpus, positions: Iterable[int], kind_of: Mapping[str, str]) -> list[dict[str, Any]]:
     """One record per forgotten item: id, file (relative to the corpus root), the file's sha256, label,
-    speaker and request kind. Hashes of the audio files only: never the audio itself."""
-    hashes: dict[str, str] = {}
+    speaker, request kind and the conversions reading it made. Hashes of the audio files only: never
+    the audio itself."""
+    files: dict[str, tuple[str, list[str]]] = {}
     records = []
     root = Path(corpus.root)
     for position in positions:
         utterance = corpus.utterances[int(position)]
-        if utterance.path not in hashes:
-            hashes[utterance.path] = sha256_file(utterance.path)
+        if utterance.path not in files:
+            files[utterance.path] = (sha256_file(utterance.path),
+                                     audio_conversions(utterance.path, corpus.sample_rate, corpus.clip_seconds))
         path = Path(utterance.path)
         relative = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        digest, conversions = files[utterance.path]
         records.append({
-            "utt_id": utterance.utt_id, "file": relative, "file_sha256": hashes[utterance.path],
+            "utt_id": utterance.utt_id, "file": relative, "file_sha256": digest,
             "label": corpus.label_names[utterance.label], "speaker": utterance.speaker,
-            "kind": kind_of.get(utterance.utt_id, ""),
+            "kind": kind_of.get(utterance.utt_id, ""), "conversions": conversions,
         })  # fmt: skip
     return records
+
+
+def conversion_summary(items: Iterable[Mapping[str, Any]]) -> list[str]:
+    """'resampled from 8000 Hz to 16000 Hz: 400 recording(s)', one line per kind of conversion."""
+    counts: dict[str, int] = {}
+    for item in items:
+        for text in item.get("conversions") or []:
+            key = text.split(" long, ")[-1] if " long, " in text else text  # lengths differ per file
+            counts[key] = counts.get(key, 0) + 1
+    return [f"{text}: {n} recording(s)" for text, n in sorted(counts.items())]
 
 
 def software_versions() -> dict[str, str]:
@@ -154,6 +183,8 @@ def format_audit_markdown(audit: Mapping[str, Any]) -> str:
     ]
     if counts["ignored"]:
         lines.append(f"- ignored (--ignore-unknown): {'; '.join(counts['ignored'])}")
+    converted = conversion_summary(audit.get("forgotten_items") or [])
+    lines.append("- audio converted on reading (accepted, documented): " + ("; ".join(converted) or "none"))
     lines += _checkpoint_lines(audit) + _method_lines(audit)
     lines += [f"- wall time: {audit['wall_seconds']:.1f} s; software: "
               + ", ".join(f"{k} {v}" for k, v in audit["software"].items()), "", "## Checks in plain words", ""]
