@@ -183,7 +183,10 @@ def test_a_method_that_changes_nothing_is_a_no_op_not_a_pass(original, cache_dir
     audit = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert audit["verdict"] == "no-op" and audit["weights_changed"] is False
     assert audit["checkpoints"]["after"] is None  # no "unlearned" checkpoint that is the Original
-    assert "Verdict: NO-OP" in (tmp_path / "out" / "audit.md").read_text()
+    audit_md = (tmp_path / "out" / "audit.md").read_text()
+    assert "Verdict: NO-OP" in audit_md and "weights changed: NO" in audit_md
+    # The lenient thresholds are met by the Original itself: the audit says there was nothing to measure.
+    assert audit["nothing_to_forget"] is True and "nothing measurable to forget" in audit_md
     assert folder_state(original) == before
 
 

@@ -289,6 +289,8 @@ def print_verification(outcome) -> None:
     print(f"unlearning: {result.seconds:.1f} s, budget {budget.to_dict()['seconds']} s ({budget.source}){cut}")
     if not outcome.applied.weights_changed:
         print("the weights did not change: nothing was unlearned")
+    if verification.nothing_to_forget:
+        print("the model before unlearning already met every check: nothing measurable to forget")
     print(f"verdict: {verification.verdict}")
 
 

@@ -111,7 +111,11 @@ def plain_sentence(check: Mapping[str, Any]) -> str:
     """One sentence a reader without ML training can follow, for one check."""
     n = check.get("n")
     value, target = percent(check["value"]), percent(check["target"])
-    sized = f" ({n} recordings{interval_text(check.get('interval'))})" if n else ""
+    interval = check.get("interval")
+    sized = ""
+    if n:
+        sized = f" ({n} recordings" + (f"; 95 % interval {100 * interval[0]:.1f} to {100 * interval[1]:.1f} %)"
+                                       if interval else ")")
     name = check["name"]
     if name.startswith("loss MIA"):
         what = name.split(", ", 1)[-1]
@@ -164,7 +168,8 @@ def format_audit_markdown(audit: Mapping[str, Any]) -> str:
     headline = VERDICT_TEXT.get(verdict, verdict)
     if verdict == "fail":
         headline += f" ({len(audit['failed_checks'])} check(s) failed)"
-    if verdict == "no-op" and audit.get("nothing_to_forget"):
+    if audit.get("nothing_to_forget"):
+        # A pass that the unchanged Original would also have got says little about the unlearning.
         headline += " The model before unlearning already met every check: nothing measurable to forget."
     lines = [
         f"# Deletion request audit: {request['id']}",
