@@ -458,3 +458,37 @@ def test_the_dry_run_wraps_long_lists_of_speakers():
     assert len(lines) == -(-150 // SHOWN_NAMES)
     assert all(line.count(",") < SHOWN_NAMES for line in lines)
     assert "speaker149 20" in lines[-1] and lines[0].startswith("  per speaker: speaker000 20")
+
+
+def test_several_retrains_set_the_target_and_widen_the_tolerance_to_their_spread(fsdd_kws):
+    threes = set(np.flatnonzero(fsdd_kws.labels == fsdd_kws.label_index("3")).tolist())
+    features = np.stack([fsdd_kws.labels, np.arange(len(fsdd_kws))], axis=1).astype(np.float32)  # (N, 2)
+    resolution = resolve_request(fsdd_kws, DeletionRequest(keywords=("3",)))
+    retain = np.setdiff1d(fsdd_kws.indices("train"), resolution.forget_positions(fsdd_kws))
+    classes = fsdd_kws.num_classes
+    # The unlearned model still answers every 3; one Retrain never does, another always does.
+    models = {"before": LookupModel(classes), "after": LookupModel(classes), "retrained": LookupModel(classes, threes)}
+
+    def df_check(models):
+        verification = verify_request(models, features, fsdd_kws, resolution.splits(fsdd_kws), [], retain,
+                                      AcceptanceThresholds(), weights_changed=True)  # fmt: skip
+        return next(c for c in verification.checks if c.name == "Df accuracy, keyword(s) 3")
+
+    one = df_check(models)
+    assert one.target == 0.0 and one.passed is False and one.target_source == "the retrained model's Df accuracy"
+    two = df_check({**models, "retrained 2": LookupModel(classes)})
+    assert two.target == pytest.approx(0.5) and two.passed is True
+    assert "mean of 2 retrained models" in two.target_source and "twice their standard deviation" in two.target_source
+
+
+def test_verify_retrain_with_two_seeds_scores_both_references(original, cache_dir, tmp_path):
+    status, _, stderr = forget(original, tmp_path / "bad", cache_dir, "--speaker", "theo", "--retrain-seeds", "2")
+    assert status == 2 and "--retrain-seeds" in stderr and not (tmp_path / "bad").exists()
+    status, _, stderr = forget(original, tmp_path / "out", cache_dir, "--speaker", "theo", "--verify-retrain",
+                               "--retrain-seeds", "2", *QUICK_METHOD, *LENIENT)
+    assert status in (0, 1), stderr
+    audit = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert set(audit["metrics"]) == {"before", "after", "retrained", "retrained 2"}
+    df = next(c for c in audit["checks"] if c["name"].startswith("Df accuracy"))
+    values = [audit["metrics"][role]["df_accuracy"] for role in ("retrained", "retrained 2")]
+    assert df["target"] == pytest.approx(np.mean(values)) and "mean of 2 retrained models" in df["target_source"]

@@ -25,7 +25,9 @@ kws) the model's accuracy before unlearning on unseen speakers, since a retraine
 recognises their keywords. The loss membership attack must be near 0.5 (mia_tolerance_pp).
 Dtest accuracy on the classes still served may drop by at most max_test_drop_pp, the remaining
 classes' mean accuracy and the other speakers' accuracy by at most max_remaining_drop_pp. With
---verify-retrain, a model retrained on the retain set gives the forgetting targets instead.
+--verify-retrain, a model retrained on the retain set gives the forgetting targets instead; with
+--retrain-seeds K, K of them: the targets are their mean, and each tolerance widens to twice
+their standard deviation when that is larger (a Retrain of another seed lands anywhere in it).
 
 A request YAML (--request) may hold: id, reason, speakers, keywords, files, files_from. The
 request id defaults to a hash of the names asked for (not of the reason).
@@ -156,6 +158,11 @@ def add_verification_options(group) -> None:
         help="also retrain a reference on the retain set with the checkpoint's recipe; its values become the targets",
     )  # fmt: skip
     group.add_argument(
+        "--retrain-seeds", type=int, default=1, metavar="K",
+        help="with --verify-retrain: retrain K references with seeds SEED..SEED+K-1; the targets are their mean and "
+        "the tolerances widen to twice their standard deviation when that is larger (default: 1)",
+    )  # fmt: skip
+    group.add_argument(
         "--keep-failed", action="store_true",
         help="write the checkpoint even when verification fails (its metadata marks it as failed)",
     )  # fmt: skip
@@ -204,6 +211,9 @@ def options_from_args(args: argparse.Namespace):
         )
     if args.auto_from is not None and args.method != "auto":
         raise ValueError(f"--auto-from applies to --method auto, not --method {args.method}")
+    if args.retrain_seeds < 1 or (args.retrain_seeds > 1 and not args.verify_retrain):
+        raise ValueError(f"--retrain-seeds {args.retrain_seeds}: must be at least 1, and above 1 only with "
+                         "--verify-retrain")
     if args.budget_seconds is not None and not args.budget_seconds > 0:
         raise ValueError(f"--budget-seconds {args.budget_seconds}: must be positive")
     thresholds = from_mapping(AcceptanceThresholds, parse_overrides(args.threshold, "--threshold"), where="--threshold")
@@ -217,7 +227,8 @@ def options_from_args(args: argparse.Namespace):
         checkpoint=args.checkpoint, out=args.out, request=request_from_args(args), thresholds=thresholds,
         method=args.method, overrides=overrides, budget_seconds=args.budget_seconds, seed=args.seed,
         device=args.device, data_spec=args.data, cache_dir=args.cache_dir or default_cache_dir(),
-        ignore_unknown=args.ignore_unknown, verify_retrain=args.verify_retrain, keep_failed=args.keep_failed,
+        ignore_unknown=args.ignore_unknown, verify_retrain=args.verify_retrain, retrain_seeds=args.retrain_seeds,
+        keep_failed=args.keep_failed,
         allow_other_corpus=args.allow_other_corpus, progress=not args.no_progress, choice_table=table,
         choice_source=source,
     )  # fmt: skip

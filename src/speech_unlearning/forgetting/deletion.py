@@ -68,6 +68,7 @@ class ForgetOptions:
     cache_dir: Path | None = None
     ignore_unknown: bool = False
     verify_retrain: bool = False
+    retrain_seeds: int = 1  # Retrains of different seeds with --verify-retrain: their spread sets the tolerance
     keep_failed: bool = False
     allow_other_corpus: bool = False
     progress: bool = False
@@ -118,7 +119,9 @@ def run_forget(options: ForgetOptions, prepared: Prepared) -> ForgetOutcome:
     applied = apply_to_subject(subject, forget, prepared.method, budget, options.seed, options.progress)
     models = {"before": subject.model, "after": applied.result.model}
     if options.verify_retrain:
-        models["retrained"] = retrain_reference(subject, forget, options)
+        for number in range(options.retrain_seeds):
+            role = "retrained" if number == 0 else f"retrained {number + 1}"
+            models[role] = retrain_reference(subject, forget, options.seed + number, options.progress)
     verification = verify_request(models, subject.features, subject.corpus, resolution.splits(subject.corpus),
                                   subject.earlier, applied.retain, options.thresholds, seed=options.seed,
                                   weights_changed=applied.weights_changed)  # fmt: skip
@@ -131,7 +134,7 @@ def _budget(metadata: Mapping[str, Any], given: float | None, lifted: bool = Fal
     return default_budget(metadata, given, lifted)
 
 
-def retrain_reference(subject: Subject, forget: np.ndarray, options: ForgetOptions):
+def retrain_reference(subject: Subject, forget: np.ndarray, seed: int, progress: bool = False):
     """The Retrain method through `apply`: the checkpoint's recipe on the retain set, from the
     Original's starting point (the pretrained backbone where there was one), no time cap."""
     from ..config import ConfigError
@@ -139,8 +142,7 @@ def retrain_reference(subject: Subject, forget: np.ndarray, options: ForgetOptio
     if train_config_of(subject.metadata) is None:
         raise ConfigError("--verify-retrain: the checkpoint records no train_config to retrain with")
     retrain = MethodSpec.parse("retrain")
-    applied = apply_to_subject(subject, forget, retrain, BudgetChoice(None, "reference"), options.seed,
-                               options.progress)
+    applied = apply_to_subject(subject, forget, retrain, BudgetChoice(None, "reference"), seed, progress)
     return applied.result.model
 
 

@@ -375,12 +375,11 @@ def at_most_above(value: float, target: float, tolerance_pp: float) -> bool:
     return value <= target + tolerance_pp / 100 + TOLERANCE
 
 
-def _df_rule(group: ForgetGroup, thresholds: AcceptanceThresholds):
-    """(rule text, test(value, target)) of the Df accuracy check."""
-    pp = thresholds.forget_tolerance_pp
+def _df_rule(group: ForgetGroup, pp: float):
+    """(rule text, test(value, target)) of the Df accuracy check with a tolerance of `pp` points."""
     if group.class_like:
-        return f"at most {pp:g} pp above the target", lambda v, t: at_most_above(v, t, pp)
-    return f"within {pp:g} pp of the target", lambda v, t: within(v, t, pp)
+        return f"at most {pp:.3g} pp above the target", lambda v, t: at_most_above(v, t, pp)
+    return f"within {pp:.3g} pp of the target", lambda v, t: within(v, t, pp)
 
 
 def _forgetting_checks(group: ForgetGroup, metrics: Mapping[str, Mapping[str, Any]], corpus: Corpus,
@@ -390,14 +389,15 @@ def _forgetting_checks(group: ForgetGroup, metrics: Mapping[str, Mapping[str, An
     thresholds = group.thresholds or thresholds
     key = f"{group.origin}: {group.name}"
     after, before = metrics["after"]["groups"][key], metrics["before"]["groups"][key]
-    retrained = metrics.get("retrained", {}).get("groups", {}).get(key)
-    if retrained is not None:
-        target, source = retrained["df_accuracy"], "the retrained model's Df accuracy"
+    pp = thresholds.forget_tolerance_pp
+    reference = retrain_reference(metrics, key, lambda entry: entry["df_accuracy"])
+    if reference is not None:
+        target, pp, source = reference.target_for(pp, "Df accuracy")
     elif group.class_like:
         target, source = 1 / corpus.num_classes, f"chance, 1/{corpus.num_classes}"
     else:
         target, source = metrics["before"]["unseen_speaker_accuracy"], "accuracy before unlearning on unseen speakers"
-    rule, test = _df_rule(group, thresholds)
+    rule, test = _df_rule(group, pp)
     n = int(len(group.positions))
     value = after["df_accuracy"]
     name = f"Df accuracy, {group.name}"
@@ -407,15 +407,46 @@ def _forgetting_checks(group: ForgetGroup, metrics: Mapping[str, Mapping[str, An
     else:
         checks = [Check(name, category, value, target, source, rule, bool(test(value, target)), "", n,
                         _interval(value, n), bool(test(before["df_accuracy"], target)))]
-    checks.append(_mia_check(group, after, before, retrained, thresholds, category))
+    checks.append(_mia_check(group, after, before, retrain_reference(metrics, key, _mia_accuracy), thresholds,
+                             category))
     return checks
 
 
-def _mia_check(group: ForgetGroup, after, before, retrained, thresholds: AcceptanceThresholds, category: str) -> Check:
-    """The loss membership attack on `group` against its target (0.5, or the retrained model's)."""
-    target = _mia_accuracy(retrained) if retrained is not None else 0.5
-    source = "the retrained model's loss MIA" if retrained is not None else "chance, 0.5"
-    value, rule = _mia_accuracy(after), f"within {thresholds.mia_tolerance_pp:g} pp of the target"
+@dataclass(frozen=True)
+class RetrainReference:
+    """One value over the retrained models (`--verify-retrain`, one or several seeds)."""
+
+    values: tuple[float, ...]
+
+    def target_for(self, tolerance_pp: float, what: str) -> tuple[float, float, str]:
+        """(target, tolerance in points, description): one Retrain gives its value; several give their
+        mean, and the tolerance widens to twice their standard deviation when that is larger, since a
+        Retrain of another seed lands anywhere in that spread."""
+        mean = float(np.mean(self.values))
+        if len(self.values) == 1:
+            return mean, tolerance_pp, f"the retrained model's {what}"
+        spread_pp = 200 * float(np.std(self.values, ddof=1))
+        wider = max(tolerance_pp, spread_pp)
+        return mean, wider, (f"the mean of {len(self.values)} retrained models' {what} (tolerance: the larger of "
+                             f"{tolerance_pp:g} pp and twice their standard deviation, {spread_pp:.1f} pp)")
+
+
+def retrain_reference(metrics: Mapping[str, Mapping[str, Any]], key: str, read) -> RetrainReference | None:
+    """`read(group entry)` over every retrained role ("retrained", "retrained 2", ...); None without any."""
+    values = [read(role_metrics["groups"][key]) for role, role_metrics in metrics.items()
+              if role.startswith("retrained") and key in role_metrics.get("groups", {})]  # fmt: skip
+    values = [float(v) for v in values if v is not None]
+    return RetrainReference(tuple(values)) if values else None
+
+
+def _mia_check(group: ForgetGroup, after, before, reference: RetrainReference | None,
+               thresholds: AcceptanceThresholds, category: str) -> Check:
+    """The loss membership attack on `group` against its target (0.5, or the retrained models')."""
+    pp = thresholds.mia_tolerance_pp
+    target, source = 0.5, "chance, 0.5"
+    if reference is not None:
+        target, pp, source = reference.target_for(pp, "loss MIA")
+    value, rule = _mia_accuracy(after), f"within {pp:.3g} pp of the target"
     name = f"loss MIA, {group.name}"
     n = int(2 * after["loss_mia"]["n_per_group"]) if after.get("loss_mia") else 0
     if value is None or target is None:
@@ -424,7 +455,7 @@ def _mia_check(group: ForgetGroup, after, before, retrained, thresholds: Accepta
     if len(group.positions) < thresholds.min_check_items:
         note = f"not enough recordings (n = {len(group.positions)}; a check needs {thresholds.min_check_items})"
         return Check(name, category, value, target, source, rule, None, note, n, _interval(value, n))
-    pp, original = thresholds.mia_tolerance_pp, _mia_accuracy(before)
+    original = _mia_accuracy(before)
     return Check(name, category, value, target, source, rule, within(value, target, pp),
                  f"members: Df; non-members: {group.mia_rows_text}", n, _interval(value, n),
                  None if original is None else within(original, target, pp))
@@ -467,7 +498,8 @@ def verify_request(
     batch_size: int = 256,
     weights_changed: bool | None = None,
 ) -> Verification:
-    """Score `models` ("before", "after", optionally "retrained") and apply `thresholds`.
+    """Score `models` ("before", "after", optionally "retrained", "retrained 2", ... of several
+    seeds) and apply `thresholds`.
 
     `current` are the request's component splits, `earlier` the requests applied before (each
     re-checked with the thresholds it recorded), `retain` the corpus positions of the retain
@@ -491,7 +523,8 @@ def verify_request(
     if thresholds.recheck_earlier:
         checks += [c for g in earlier_groups for c in _forgetting_checks(g, metrics, corpus, thresholds, "earlier requests")]
     checks += _utility_checks(every, metrics, thresholds)
-    notes = _notes(corpus, groups, pops, thresholds, "retrained" in models, earlier_groups)
+    notes = _notes(corpus, groups, pops, thresholds, any(role.startswith("retrained") for role in models),
+                   earlier_groups)
     gap = _gap(metrics) if "retrained" in metrics else None
     if weights_changed is False:
         notes.insert(0, "The weights did not change (byte-identical to the checkpoint before): nothing was "
