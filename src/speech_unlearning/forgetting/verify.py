@@ -37,11 +37,10 @@ the evaluation layer's `loss_mia`, the intervals its `wilson_interval`.
 
 from __future__ import annotations
 
-import zlib
 import dataclasses
+import zlib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
