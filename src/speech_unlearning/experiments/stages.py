@@ -242,14 +242,14 @@ def _unlearn(task: RunTask, corpus, split, overrides: Mapping[str, Any]):
     """Apply the run's method to the original model through `forgetting.apply`; returns
     (Applied, original metadata)."""
     from ..forgetting.apply import MethodSpec
-    from ..forgetting.deletion import apply_split
+    from ..forgetting.deletion import unlearn_benchmark_split
     from .plan import load_methods
 
     load_methods()
     original, metadata = _load_model(_input_artefact(task, task.config["original"], "checkpoint"),
                                       task.extra.get("device"))
     features, _ = load_task_features(task, corpus, task.config["model"])
-    applied = apply_split(
+    applied = unlearn_benchmark_split(
         original, metadata, corpus, features, split, MethodSpec.parse(task.config["method"], dict(overrides)),
         seed=int(task.config.get("unlearn_seed", task.config["seed"])),
         budget_seconds=task.extra.get("budget_seconds"), budget_steps=task.extra.get("budget_steps"),

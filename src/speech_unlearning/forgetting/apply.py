@@ -158,7 +158,7 @@ def apply(
     return Applied(result, forget, retain, budget, not is_no_op(result.model, model))
 
 
-def apply_to_subject(subject: Subject, forget: np.ndarray, method: MethodSpec, budget: BudgetChoice, seed: int,
+def unlearn_subject(subject: Subject, forget: np.ndarray, method: MethodSpec, budget: BudgetChoice, seed: int,
                      progress: bool = False) -> Applied:
     """`apply` on a loaded checkpoint: its history's earlier requests and its recorded recipe."""
     return apply(subject.model, subject.corpus, subject.features, forget, method, budget, seed=seed,

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..config import to_dict
-from .apply import Applied, MethodSpec, Subject, apply, apply_to_subject, load_subject
+from .apply import Applied, MethodSpec, Subject, apply, unlearn_subject, load_subject
 from .audit import AUDIT_SCHEMA_VERSION, forgotten_item_records, software_versions, write_audit
 from .choice import MethodChoice, choose_method
 from .history import BudgetChoice, history_entry, merge_splits, train_config_of, utc_now, with_entry
@@ -116,7 +116,7 @@ def run_forget(options: ForgetOptions, prepared: Prepared) -> ForgetOutcome:
     budget = _budget(subject.metadata, options.budget_seconds)
     before_sha = weights_sha256(options.checkpoint)
     forget = resolution.forget_positions(subject.corpus)
-    applied = apply_to_subject(subject, forget, prepared.method, budget, options.seed, options.progress)
+    applied = unlearn_subject(subject, forget, prepared.method, budget, options.seed, options.progress)
     models = {"before": subject.model, "after": applied.result.model}
     if options.verify_retrain:
         for number in range(options.retrain_seeds):
@@ -142,7 +142,7 @@ def retrain_reference(subject: Subject, forget: np.ndarray, seed: int, progress:
     if train_config_of(subject.metadata) is None:
         raise ConfigError("--verify-retrain: the checkpoint records no train_config to retrain with")
     retrain = MethodSpec.parse("retrain")
-    applied = apply_to_subject(subject, forget, retrain, BudgetChoice(None, "reference"), seed, progress)
+    applied = unlearn_subject(subject, forget, retrain, BudgetChoice(None, "reference"), seed, progress)
     return applied.result.model
 
 
@@ -281,7 +281,7 @@ def run_unlearn(options: UnlearnOptions) -> UnlearnOutcome:
     split = _without_earlier(options.request.resolve(subject.corpus, options.seed), subject)
     budget = _budget(subject.metadata, options.budget_seconds, options.budget_lifted)
     forget = split.forget_indices(subject.corpus)
-    applied = apply_to_subject(subject, forget, options.method, budget, options.seed, options.progress)
+    applied = unlearn_subject(subject, forget, options.method, budget, options.seed, options.progress)
     before = subset_accuracies(subject.model, subject, forget, applied.retain, split)
     after = subset_accuracies(applied.result.model, subject, forget, applied.retain, split)
     outcome = UnlearnOutcome(split, applied, before, after, subject)
@@ -348,7 +348,7 @@ def _write_unlearn(options: UnlearnOptions, outcome: UnlearnOutcome) -> None:
 # the benchmark's unlearn stage
 
 
-def apply_split(model, metadata: Mapping[str, Any], corpus, features, split, method: MethodSpec, seed: int,
+def unlearn_benchmark_split(model, metadata: Mapping[str, Any], corpus, features, split, method: MethodSpec, seed: int,
                 budget_seconds: float | None = None, budget_steps: int | None = None) -> Applied:
     """A benchmark split applied to an Original: its own retain set (minus anything the checkpoint's
     history forgot), the Original's recipe, the budget the grid derived from Retrain."""
