@@ -16,16 +16,11 @@ from torch import nn
 from speech_unlearning.cli.main import main
 from speech_unlearning.config import ConfigError
 from speech_unlearning.data.corpus import CorpusError, load_corpus
-from speech_unlearning.experiments.audit import AcceptanceThresholds, verify_request
-from speech_unlearning.experiments.requests import (
-    CHOICE_FILE,
-    DeletionRequest,
-    choice_table_from_runs,
-    load_choice_table,
-    load_request_file,
-    request_scenario,
-    resolve_request,
-)
+from speech_unlearning.experiments.choice_table import choice_table_from_runs
+from speech_unlearning.forgetting.history import recorded_split
+from speech_unlearning.forgetting.choice import CHOICE_FILE, load_choice_table, request_scenario
+from speech_unlearning.forgetting.request import DeletionRequest, load_request_file, resolve_request
+from speech_unlearning.forgetting.verify import AcceptanceThresholds, verify_request
 from speech_unlearning.io import sha256_file
 from speech_unlearning.models.checkpoint import checkpoint_sha256, load_checkpoint
 
@@ -102,9 +97,11 @@ def test_speaker_request_writes_checkpoint_history_and_audit(speaker_request, fs
     for utterance in jackson_train[:25]:
         assert items[utterance.utt_id]["file_sha256"] == sha256_file(utterance.path)
         assert items[utterance.utt_id]["file"] == f"recordings/{Path(utterance.path).name}"
-    _, _, original_sha = fsdd_original
-    assert audit["checkpoints"]["before"]["sha256"] == original_sha
-    assert audit["checkpoints"]["after"]["sha256"] == checkpoint_sha256(out)
+    # The weights files' hashes, exactly as `sha256sum` prints them.
+    original, _, _ = fsdd_original
+    assert audit["checkpoints"]["before"]["weights_sha256"] == sha256_file(original / "model.safetensors")
+    assert audit["checkpoints"]["after"]["weights_sha256"] == sha256_file(out / "model.safetensors")
+    assert audit["weights_changed"] is True
     assert audit["method"]["name"] == SHIPPED_KWS_SPEAKER_CHOICE and audit["method"]["config"]["epochs"] == 1
     assert audit["method"]["budget_seconds"] == 2 and audit["method"]["steps"] >= 1
     assert audit["method"]["choice"]["scenario"] == "speaker"
@@ -124,7 +121,11 @@ def test_speaker_request_writes_checkpoint_history_and_audit(speaker_request, fs
     assert entry["request_id"] == "REQ-1" and entry["request_sha256"] == audit["request"]["sha256"]
     assert entry["kinds"] == ["speaker"] and entry["counts"]["total"] == len(jackson_train)
     assert entry["method"] == SHIPPED_KWS_SPEAKER_CHOICE and entry["verdict"] == "pass" and entry["timestamp"]
-    assert entry["splits"][0]["forget_ids"] == sorted(items)
+    # The history names no recording: keyed hashes and counts, found again with the corpus.
+    assert entry["splits"][0]["n_items"] == len(items) and "forget_ids" not in entry["splits"][0]
+    assert "jackson" not in json.dumps(metadata["history"]) and "jackson" not in json.dumps(metadata["split"])
+    assert recorded_split(metadata, fsdd_kws, "test").forget_ids == tuple(sorted(items))
+    assert recorded_split(metadata, fsdd_kws, "test").params["speakers"] == ["jackson"]
     assert metadata["split"]["kind"] == "speaker" and metadata["verification"]["verdict"] == "pass"
 
 
@@ -138,7 +139,7 @@ def test_keyword_request_forgets_a_class_with_chance_as_target(fsdd_original, ca
     df_check = next(c for c in audit["checks"] if c["name"] == "Df accuracy, keyword(s) 3")
     assert df_check["target"] == pytest.approx(0.1) and df_check["target_source"] == "chance, 1/10"
     assert any(c["name"] == "mean per-class accuracy, remaining classes" for c in audit["checks"])
-    assert load_checkpoint(tmp_path / "out")[1]["split"]["params"]["classes"] == ["3"]
+    assert load_checkpoint(tmp_path / "out")[1]["split"]["params"]["classes"] == ["3"]  # keywords are not personal
 
 
 def test_files_request_accepts_paths_and_ids(fsdd_original, fsdd_root, cache_dir, tmp_path):
@@ -185,7 +186,7 @@ def test_sequential_request_keeps_the_first_request_forgotten(speaker_request, c
     assert "earlier request REQ-1: speaker(s) jackson" in audit["metrics"]["after"]["groups"]
     _, metadata = load_checkpoint(tmp_path / "second")
     assert [entry["request_id"] for entry in metadata["history"]] == ["REQ-1", "REQ-2"]
-    assert set(metadata["split"]["forget_ids"]) >= {fsdd_kws.utterances[i].utt_id for i in jackson}
+    assert set(recorded_split(metadata, fsdd_kws, "test").forget_ids) >= {fsdd_kws.utterances[i].utt_id for i in jackson}
 
 
 def test_a_request_already_fully_forgotten_is_refused(speaker_request, cache_dir, tmp_path):
@@ -362,7 +363,10 @@ def test_request_file_is_read_with_id_reason_and_file_list(tmp_path):
     assert request.keywords == ("3", "4") and request.files == ("0_theo_10", "recordings/1_theo_12.wav")
     reordered = DeletionRequest(keywords=("4", "3"), files=request.files[::-1], request_id="42", reason=request.reason)
     assert reordered.sha256 == request.sha256
-    assert DeletionRequest(speakers=("a",)).effective_id == "req-" + DeletionRequest(speakers=("a",)).sha256[:12]
+    # The default id names the request, not its wording: a new reason keeps the id (and changes the hash).
+    plain, reasoned = DeletionRequest(speakers=("a",)), DeletionRequest(speakers=("a",), reason="ticket 12")
+    assert plain.effective_id == reasoned.effective_id and plain.effective_id.startswith("req-")
+    assert plain.sha256 != reasoned.sha256 and plain.effective_id != DeletionRequest(speakers=("b",)).effective_id
 
 
 def test_request_file_without_mapping_is_refused(tmp_path):

@@ -541,7 +541,7 @@ def test_the_same_seed_gives_identical_corpus_weights_and_metrics_in_fresh_proce
     assert manifest(a) == manifest(b)
     for model in ("original", "unlearned"):
         assert (a / model / "model.safetensors").read_bytes() == (b / model / "model.safetensors").read_bytes()
-    assert (a / "unlearned.split.json").read_text() == (b / "unlearned.split.json").read_text()
+    assert (a / "unlearned" / "split.json").read_text() == (b / "unlearned" / "split.json").read_text()
     report_a, report_b = (json.loads((work / "eval" / "report.json").read_text()) for work in (a, b))
     assert report_a == report_b
     assert report_a["models"]["unlearned"]["accuracy"]["df"] is not None

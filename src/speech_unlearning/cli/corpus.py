@@ -3,6 +3,10 @@
     speech-unlearn corpus build  [--cache-dir DIR] [--force] [--seed N] [--set KEY=VALUE ...]
     speech-unlearn corpus verify [--cache-dir DIR | --root DIR] [--quick]
     speech-unlearn corpus info   --corpus SPEC --task kws|sid [--cache-dir DIR]
+    speech-unlearn corpus speakers --corpus SPEC --task kws|sid [--split train]
+
+`build` counts the audio files it wrote; `info` counts utterances, which can be more: a long
+file (background noise) is cut into several `_silence_` clips.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def register(subparsers) -> None:
     _register_build(actions)
     _register_verify(actions)
     _register_info(actions)
+    _register_speakers(actions)
     parser.set_defaults(handler=lambda args: _print_help(parser))
 
 
@@ -97,6 +102,19 @@ def _register_info(actions) -> None:
     parser.set_defaults(handler=run_info)
 
 
+def _register_speakers(actions) -> None:
+    parser = actions.add_parser(
+        "speakers",
+        help="list the speakers of a corpus, one a line, with their utterances per split",
+        description="List the speaker ids a deletion request can name (`forget --speaker ID`).",
+    )
+    parser.add_argument("--corpus", default="embedded", help="corpus spec (default: embedded)")
+    parser.add_argument("--task", required=True, choices=("kws", "sid"), help="kws or sid")
+    parser.add_argument("--split", choices=SPLITS, help="only speakers with utterances in this split")
+    _cache_dir_option(parser)
+    parser.set_defaults(handler=run_speakers)
+
+
 def _embedded_config(args: argparse.Namespace) -> EmbeddedConfig:
     values = parse_overrides(args.overrides)
     if args.seed is not None:
@@ -117,6 +135,8 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"{'reused the valid cached corpus' if reused else 'built'} in {seconds:.1f} s (seed {config.seed})")
     kws = counts["kws"]
     print(f"kws: {sum(kws[s] for s in SPLITS)} clips: " + ", ".join(f"{s} {kws[s]}" for s in SPLITS))
+    print("  (audio files; `corpus info` counts utterances, more: each background-noise file is cut into several "
+          "_silence_ clips)")
     sid = counts["sid"]
     print(f"sid: {sid['speakers']} speakers, {sid['train'] + sid['dev'] + sid['test']} utterances: "
           f"train {sid['train']}, dev {sid['dev']}, test {sid['test']}")  # fmt: skip
@@ -157,10 +177,14 @@ def run_info(args: argparse.Namespace) -> int:
     speakers = {split: len({u.speaker for u in corpus.utterances if u.split == split}) for split in SPLITS}
     print(f"corpus: {corpus.name} ({corpus.task}), root {corpus.root}")
     print(f"fingerprint: {corpus.fingerprint}")
+    files = len({u.path for u in corpus.utterances})
     print(
-        f"{len(corpus)} utterances, {corpus.num_classes} classes, "
+        f"{len(corpus)} utterances from {files} audio files, {corpus.num_classes} classes, "
         f"clips of {corpus.clip_seconds:g} s at {corpus.sample_rate} Hz"
     )
+    if files != len(corpus):
+        print(f"note: {len(corpus) - files} more utterances than files: some files (background noise) are cut into "
+              "several clips; `corpus build` counts files")
     print("speakers per split: " + ", ".join(f"{s} {n}" for s, n in speakers.items()))
     for note in corpus.info.get("notes", []):
         print(f"note: {note}")
@@ -168,3 +192,25 @@ def run_info(args: argparse.Namespace) -> int:
         print(line)
     return 0
 
+
+
+def speaker_counts(corpus: Corpus) -> dict[str, dict[str, int]]:
+    """speaker -> split -> utterances."""
+    counts: dict[str, dict[str, int]] = {}
+    for utterance in corpus.utterances:
+        row = counts.setdefault(str(utterance.speaker), dict.fromkeys(SPLITS, 0))
+        row[utterance.split] += 1
+    return dict(sorted(counts.items()))
+
+
+def run_speakers(args: argparse.Namespace) -> int:
+    corpus = load_corpus(args.corpus, args.task, cache_dir=args.cache_dir)
+    rows = speaker_counts(corpus)
+    if args.split:
+        rows = {speaker: row for speaker, row in rows.items() if row[args.split]}
+    width = max([len("speaker"), *(len(name) for name in rows)])
+    print(f"{'speaker':<{width}}  " + "  ".join(f"{s:>10}" for s in SPLITS))
+    for speaker, row in rows.items():
+        print(f"{speaker:<{width}}  " + "  ".join(f"{row[s]:>10}" for s in SPLITS))
+    print(f"{len(rows)} speaker(s) of {corpus.name}", file=sys.stderr)
+    return 0

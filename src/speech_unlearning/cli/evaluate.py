@@ -188,15 +188,15 @@ def load_model_for(folder: Path, option: str, corpus, feature_spec, device) -> t
 
 def load_split_for(path: Path | None, metadata: dict, corpus, checkpoint: Path):
     """The split from `path`, else the one the checkpoint records; checked against `corpus`."""
-    from ..data.splits import UnlearningSplit, load_split
+    from ..data.splits import load_split
+    from ..forgetting.history import recorded_split
 
     if path is not None:
         return load_split(path, corpus)
-    stored = metadata.get("split")
-    if not isinstance(stored, dict):
+    # Plain, or keyed hashes found again in `corpus`; CorpusError if it does not fit this corpus.
+    split = recorded_split(metadata, corpus, f"split recorded in checkpoint {checkpoint}")
+    if split is None:
         raise ValueError(f"checkpoint {checkpoint} records no split; pass --split FILE")
-    split = UnlearningSplit.from_dict(stored, source=f"split recorded in checkpoint {checkpoint}")
-    split.forget_indices(corpus)  # CorpusError if it does not fit this corpus
     return split
 
 

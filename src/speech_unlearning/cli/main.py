@@ -2,6 +2,10 @@
 
 Each subcommand lives in its own module of this package and exposes `register(subparsers)`,
 which adds its parser and sets `handler` to the function that runs it.
+
+Exit codes: 0 success (for `forget`: the verification passed); 1 verification failed (`forget`);
+2 bad request or argument, reported before anything is written; 3 I/O (read-only folder, full
+disk) or internal error. 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import os
 import sys
 
 from .. import __version__
+
+EXIT_BAD_REQUEST, EXIT_IO = 2, 3
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = (
@@ -49,14 +55,26 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (e.g. `| head`); exit quietly as other Unix tools do.
         sys.stderr.close()
         return 0
-    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as error:
         # User-facing errors (bad config, corpus, audio, checkpoint, name) carry a message that
         # names the culprit; a traceback would only bury it. SPEECH_UNLEARNING_DEBUG=1 shows it.
         if os.environ.get("SPEECH_UNLEARNING_DEBUG"):
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_REQUEST
+    except OSError as error:
+        # Read-only folder, full disk, permissions: not the request's fault, and not a failed check.
+        if os.environ.get("SPEECH_UNLEARNING_DEBUG"):
+            raise
+        print(f"I/O error: {error}", file=sys.stderr)
+        return EXIT_IO
+    except Exception as error:  # noqa: BLE001 - the documented last exit code, with a one-line reason
+        if os.environ.get("SPEECH_UNLEARNING_DEBUG"):
+            raise
+        print(f"internal error ({type(error).__name__}): {error} (SPEECH_UNLEARNING_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_IO
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from .ensemble import (
 )
 from .forgetting_quality import ForgettingQuality, example_epsilons, final_score
 from .gap import gap_of_means, gap_to_retrain
+from .intervals import wilson_interval
 from .spread import (
     RetrainComparison,
     compare_with_retrains,
@@ -62,6 +63,7 @@ from .roc import roc_auc, tpr_at_fpr
 from .ulira import ULiRAConfig, ulira_attack, ulira_scores
 
 __all__ = [
+    "wilson_interval",
     "ATTACK_CLASSIFIERS",
     "ENSEMBLE_METRICS",
     "FEATURE_NAMES",

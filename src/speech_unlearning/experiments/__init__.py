@@ -5,8 +5,10 @@
 - `costs`     time estimates from a per-model cost table, refined by measured runs;
 - `store`     the SQLite results database (WAL) of a run folder;
 - `executors` in-process, process-pool and Ray execution of runs;
-- `stages`    what each stage does, through the data / models / training / methods / evaluation layers;
+- `stages`    what each stage does, through the data / models / training / evaluation / forgetting layers
+              (unlearning only through `forgetting.apply`);
 - `runner`    the driver: resume, crash recovery, failure recording, tuning selection;
 - `tuning`    hyper-parameter choice on validation forget splits;
-- `report`    Markdown / CSV / HTML tables and plots of a run folder.
+- `report`    Markdown / CSV / HTML tables and plots of a run folder;
+- `choice_table` a `--method auto` choice table from a run folder's results.
 """

@@ -9,7 +9,7 @@ appears complete or not at all. It never touches the results database.
 - original: `train_original` on the training set; model/ checkpoint.
 - retrain:  draw the split, `train_original` on Dr (for the Original's epochs, or with
             retrain_match=steps its step count); split.json and model/ checkpoint.
-- unlearn:  `unlearn(method, original, Df, Dr, budget=Retrain's wall time)`; model/ checkpoint.
+- unlearn:  `forgetting.apply` (method, original, Df, Dr, budget=Retrain's wall time); model/ checkpoint.
 - evaluate: `evaluate_unlearning` against the Retrain reference; report.json / report.md.
 - tune:     unlearn + evaluate on a validation forget split (the validation set stands in for
             Dtest); returns the Avg. Gap to that split's Retrain, writes nothing but a summary.
@@ -239,32 +239,27 @@ def run_retrain(task: RunTask) -> StageResult:
 
 
 def _unlearn(task: RunTask, corpus, split, overrides: Mapping[str, Any]):
-    """Apply the run's method to the original model; returns (UnlearnResult, original metadata)."""
-    from ..methods.base import unlearn
-    from ..training.data import ArrayData
-    from ..training.loop import TrainConfig
+    """Apply the run's method to the original model through `forgetting.apply`; returns
+    (Applied, original metadata)."""
+    from ..forgetting.apply import MethodSpec
+    from ..forgetting.deletion import unlearn_benchmark_split
     from .plan import load_methods
 
     load_methods()
     original, metadata = _load_model(_input_artefact(task, task.config["original"], "checkpoint"),
                                       task.extra.get("device"))
     features, _ = load_task_features(task, corpus, task.config["model"])
-    labels = corpus.labels
-    forget = ArrayData(features, labels, split.forget_indices(corpus))
-    retain = ArrayData(features, labels, split.retain_indices(corpus))
-    validation = ArrayData(features, labels, split.validation_indices(corpus))
-    train_config = TrainConfig(**metadata["train_config"]) if metadata.get("train_config") else None
-    result = unlearn(
-        task.config["method"], original, forget, retain, overrides=dict(overrides),
+    applied = unlearn_benchmark_split(
+        original, metadata, corpus, features, split, MethodSpec.parse(task.config["method"], dict(overrides)),
+        seed=int(task.config.get("unlearn_seed", task.config["seed"])),
         budget_seconds=task.extra.get("budget_seconds"), budget_steps=task.extra.get("budget_steps"),
-        seed=int(task.config.get("unlearn_seed", task.config["seed"])), validation=validation,
-        train_config=train_config, progress=False,
-    )
-    return result, metadata
+    )  # fmt: skip
+    return applied, metadata
 
 
 def run_unlearn(task: RunTask) -> StageResult:
     """Unlearn Df from the original model within the Retrain-derived time budget; save the model."""
+    from ..forgetting.deletion import benchmark_metadata
     from ..models.checkpoint import save_checkpoint
 
     _configure_process(task)
@@ -273,11 +268,12 @@ def run_unlearn(task: RunTask) -> StageResult:
     hyper = task.config.get("hyper", {})
     # A tuned run takes the hyper-parameters the driver chose on the validation split.
     overrides = task.extra["overrides"] if "tuned" in hyper else hyper.get("overrides", {})
-    result, metadata = _unlearn(task, corpus, split, overrides)
+    applied, metadata = _unlearn(task, corpus, split, overrides)
+    result = applied.result
     summary = {**result.to_metadata(), "budget_seconds": task.extra.get("budget_seconds")}
     if task.extra.get("budget_steps") is not None:
         summary["budget_steps"] = task.extra["budget_steps"]
-    metadata = {**metadata, "split": split.to_dict(), "history": [*metadata.get("history", []), summary]}
+    metadata = benchmark_metadata(metadata, corpus, split, applied, metadata.get("weights_sha256"))
     with atomic_directory(task.folder) as folder:
         save_checkpoint(folder / MODEL_FOLDER, result.model.cpu(), metadata)
         atomic_write_json(folder / SUMMARY_FILE, {**summary, "log": result.log})
@@ -399,7 +395,8 @@ def run_tune(task: RunTask) -> StageResult:
     corpus = load_task_corpus(task)
     split = _split_of(task, corpus)
     overrides = scaled_overrides(task.config["method"], task.config.get("overrides", {}), task.config["point"])
-    result, _ = _unlearn(task, corpus, split, overrides)
+    applied, _ = _unlearn(task, corpus, split, overrides)
+    result = applied.result
     features, _ = load_task_features(task, corpus, task.config["model"])
     reference, _ = _load_model(_input_artefact(task, task.config["retrain"], "checkpoint"), task.extra.get("device"))
     report = evaluate_unlearning(result.model, features, corpus, ValidationAsTest(split), reference=reference,

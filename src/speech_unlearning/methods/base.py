@@ -258,10 +258,20 @@ def starting_model_like(original: nn.Module) -> nn.Module:
     An imported model (`speech-unlearn import`) was usually fine-tuned from pretrained weights, so
     random weights would not be what training started from: it provides `starting_point()`
     (the pretrained encoder with a fresh head, or re-initialised weights, as recorded at import).
-    Every other model starts from `random_model_like`.
+    A registry model with a pretrained backbone (`build_args["pretrained_from"]`) starts from those
+    pretrained weights with a fresh head (`models.registry.rebuild_starting_model`), so the Retrain
+    of a fine-tuned Whisper / wav2vec 2.0 / HuBERT is not trained from a random encoder. Every
+    other model starts from `random_model_like`.
     """
     start = getattr(original, "starting_point", None)
-    return start() if callable(start) else random_model_like(original)
+    if callable(start):
+        return start()
+    build_args = getattr(original, "build_args", None)
+    if build_args and build_args.get("pretrained_from"):
+        from ..models.registry import rebuild_starting_model
+
+        return rebuild_starting_model(build_args).to(next(original.parameters()).device)
+    return random_model_like(original)
 
 
 class _batch_norm_eval:

@@ -53,6 +53,7 @@ def unlearn(
     train_config: Any = None,
     progress: bool = False,
     budget_steps: int | None = None,
+    parsed: tuple[Any, SuperLossConfig | None] | None = None,
 ) -> UnlearnResult:
     """Unlearn `forget` from a copy of `original_model` with method `name`; return the copy.
 
@@ -65,10 +66,14 @@ def unlearn(
       stops a run at the same point under any load (methods with their own loop ignore it).
     - `validation`: held-out data for methods that select weights on it (Retrain, as in the
       original recipe); `train_config`: the original model's TrainConfig (Retrain needs it).
+    - `parsed`: the (config, SuperLoss config) `parse_method_config` already built for `name`;
+      when given, `overrides` are not parsed again.
     - Runs on the device `original_model` is on; `forget` and `retain` must be disjoint.
     """
     method_class, with_superloss = split_method_name(name)
-    config, superloss_config = parse_method_config(method_class, with_superloss, overrides, name)
+    if parsed is None:
+        parsed = parse_method_config(method_class, with_superloss, overrides, name)
+    config, superloss_config = parsed
     _check_request(forget, retain, budget_seconds, budget_steps, seed)
     num_classes = _num_classes(original_model)
     method = method_class()

@@ -123,6 +123,22 @@ def rebuild_model(build_args: Mapping[str, Any]) -> SpeechClassifier:
     return create_model(build_args["name"], build_args["num_classes"], **options)
 
 
+def rebuild_starting_model(build_args: Mapping[str, Any]) -> SpeechClassifier:
+    """The model training started from: the recorded architecture with the pretrained backbone
+    weights it was first loaded with (`build_args["pretrained_from"]`, transformer backbones), and
+    a fresh head; without a recorded source, `rebuild_model`'s random weights.
+
+    Retrain must start where the Original started: a Whisper / wav2vec 2.0 / HuBERT classifier
+    fine-tuned from pretrained weights is not reproduced by training a random encoder.
+    """
+    source = build_args.get("pretrained_from")
+    if not source:
+        return rebuild_model(build_args)
+    options = copy.deepcopy(dict(build_args["options"]))
+    options.update(pretrained=True, source=source, backbone_config=None)
+    return create_model(build_args["name"], build_args["num_classes"], **options)
+
+
 def create_imported_model(kind: str, num_classes: int, **options: Any) -> SpeechClassifier:
     """Build an imported model of `kind` (see IMPORTED_MODELS) from its recorded options."""
     factory = IMPORTED_MODELS.get(kind)

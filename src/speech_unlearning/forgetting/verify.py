@@ -1,4 +1,4 @@
-"""Verification of an applied deletion request, and its audit report.
+"""Verification of an applied deletion request: acceptance checks with sample sizes, intervals and a verdict.
 
 `verify_request` scores the model before and after unlearning (and, optionally, a model
 retrained on the retain set) on what the request forgot and on the test set, and compares the
@@ -20,33 +20,42 @@ result with `AcceptanceThresholds`:
   requests) and the accuracy on the other speakers' test recordings (speaker requests in
   keyword spotting) by at most `max_remaining_drop_pp`.
 
+Every check reports its sample size and a 95 % Wilson interval; a check on fewer than
+`min_check_items` recordings is "not enough recordings (n = 3)" rather than pass or fail.
+Values are compared with their limits up to `TOLERANCE` (0.6000000000000001 is 0.6). Each check
+also says whether the model before unlearning already met it.
+
+Verdicts: "pass"; "fail" (a check failed); "no-op" when the weights did not change (a byte-identical
+model is never a pass, even when the Original already met every check: then there was nothing
+measurable to forget, which the audit says). Earlier requests are checked again against the
+thresholds they were accepted with, as their history entry records them.
+
 Logits are computed once per model on only the rows the checks need (Df groups, Dtest and a
-seeded sample of Dr), so verification stays cheap for large backbones.
+seeded sample of Dr), so verification stays cheap for large backbones. The membership attack is
+the evaluation layer's `loss_mia`, the intervals its `wilson_interval`.
 """
 
 from __future__ import annotations
 
-import platform
+import dataclasses
 import zlib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
-from ..config import require
+from ..config import from_mapping, require
 from ..data.corpus import Corpus
 from ..data.splits import UnlearningSplit
-from ..io import atomic_write_json, atomic_write_text, sha256_file
+from ..evaluation.intervals import wilson_interval
 from ..training.data import ArrayData
 from ..training.loop import per_sample_loss, predict_logits
+from .history import EarlierRequest, merge_splits
 
-AUDIT_SCHEMA_VERSION = 1
-AUDIT_JSON = "audit.json"
-AUDIT_MD = "audit.md"
+TOLERANCE = 1e-9  # float noise allowed when a value is compared with its limit
+VERDICTS = ("pass", "fail", "no-op")
 RETAIN_SAMPLE = 500  # Dr rows scored for the Dr accuracy (seeded sample; Dr can be the whole corpus)
 ROLES: tuple[str, ...] = ("before", "after", "retrained")
 
@@ -78,6 +87,10 @@ class AcceptanceThresholds:
         metadata={"help": "test recordings of never-seen speakers needed to use them as the unseen-speaker "
                           "target; fewer: all served test recordings"},
     )
+    min_check_items: int = field(
+        default=10,
+        metadata={"help": "recordings a forgetting check needs to mean anything; fewer: 'not enough recordings'"},
+    )
     recheck_earlier: bool = field(
         default=True, metadata={"help": "check the items of earlier requests again (they must stay forgotten)"}
     )
@@ -88,6 +101,16 @@ class AcceptanceThresholds:
         for name in ("max_test_drop_pp", "max_remaining_drop_pp"):
             require(-100 <= getattr(self, name) <= 100, name, f"must be in [-100, 100], got {getattr(self, name)}")
         require(self.min_unseen_test_rows >= 1, "min_unseen_test_rows", f"must be >= 1, got {self.min_unseen_test_rows}")
+        require(self.min_check_items >= 1, "min_check_items", f"must be >= 1, got {self.min_check_items}")
+
+
+def thresholds_from(stored: Mapping[str, Any] | None, default: AcceptanceThresholds) -> AcceptanceThresholds:
+    """The thresholds a history entry recorded (keys of older versions ignored), else `default`."""
+    if not stored:
+        return default
+    known = {f.name for f in dataclasses.fields(AcceptanceThresholds)}
+    return from_mapping(AcceptanceThresholds, {k: v for k, v in stored.items() if k in known},
+                        where="thresholds recorded in the checkpoint history")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +128,7 @@ class ForgetGroup:
     mia_rows: np.ndarray  # test rows the loss MIA compares Df with
     mia_rows_text: str
     speakers: tuple[str, ...] = ()  # the forgotten speakers of a speaker request
+    thresholds: AcceptanceThresholds | None = None  # an earlier request's own; None: today's
 
     @property
     def class_like(self) -> bool:
@@ -123,7 +147,8 @@ def _group_name(corpus: Corpus, split: UnlearningSplit) -> str:
     return f"{len(split.forget_ids)} listed recording(s)"
 
 
-def forget_group(corpus: Corpus, split: UnlearningSplit, origin: str) -> ForgetGroup:
+def forget_group(corpus: Corpus, split: UnlearningSplit, origin: str,
+                 thresholds: AcceptanceThresholds | None = None) -> ForgetGroup:
     """The group of `split`, with the loss-MIA non-members drawn from the same population as Df.
 
     Forgotten classes: their test recordings. A speaker split: that speaker's test recordings
@@ -140,7 +165,7 @@ def forget_group(corpus: Corpus, split: UnlearningSplit, origin: str) -> ForgetG
         mine = test[np.isin(corpus.speakers[test], speakers)]
         if len(mine) >= 2:
             mia_rows, text = mine, "test recordings of the forgotten speaker(s)"
-    return ForgetGroup(_group_name(corpus, split), origin, positions, labels, mia_rows, text, speakers)
+    return ForgetGroup(_group_name(corpus, split), origin, positions, labels, mia_rows, text, speakers, thresholds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,9 +231,22 @@ class Check:
     rule: str  # e.g. "within 10 pp of the target"
     passed: bool | None
     note: str = ""
+    n: int | None = None  # recordings the value was measured on
+    interval: tuple[float, float] | None = None  # 95 % interval of the value
+    original_passed: bool | None = None  # whether the model before unlearning already met the check
+
+    @property
+    def result(self) -> str:
+        """"pass", "FAIL", "not enough recordings (n = 3)" or "not run"."""
+        if self.passed is not None:
+            return "pass" if self.passed else "FAIL"
+        return self.note if self.note.startswith("not enough recordings") else "not run"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        values["interval"] = list(self.interval) if self.interval is not None else None
+        values["result"] = self.result
+        return values
 
 
 @dataclass
@@ -220,10 +258,20 @@ class Verification:
     thresholds: AcceptanceThresholds
     notes: list[str]
     gap_to_retrain: dict | None = None
+    weights_changed: bool | None = None  # None: not known (the caller did not compare)
 
     @property
     def verdict(self) -> str:
-        return "fail" if any(check.passed is False for check in self.checks) else "pass"
+        """"fail" when a check failed; "no-op" when the weights did not change; else "pass"."""
+        if any(check.passed is False for check in self.checks):
+            return "fail"
+        return "no-op" if self.weights_changed is False else "pass"
+
+    @property
+    def nothing_to_forget(self) -> bool:
+        """Whether the model before unlearning already met every check that ran."""
+        ran = [check for check in self.checks if check.passed is not None]
+        return bool(ran) and all(check.original_passed is not False for check in ran)
 
     @property
     def failed(self) -> list[Check]:
@@ -289,8 +337,13 @@ def _role_metrics(scores: RowScores, groups: Sequence[ForgetGroup], request: For
         "unseen_speaker_accuracy": scores.accuracy(pops.unseen),
         "loss_mia": scores.membership(request.positions, request.mia_rows, seed),
     }
+    sizes = {"df_accuracy": len(request.positions), "dr_accuracy": len(pops.retain_sample), "test_accuracy": len(test),
+             "served_test_accuracy": len(pops.served), "remaining_mean_class_accuracy": len(pops.served),
+             "unseen_speaker_accuracy": len(pops.unseen)}
     if pops.others is not None:
         metrics["other_speakers_accuracy"] = scores.accuracy(pops.others)
+        sizes["other_speakers_accuracy"] = len(pops.others)
+    metrics["sizes"] = {key: int(n) for key, n in sizes.items()}
     metrics["groups"] = {
         f"{g.origin}: {g.name}": {
             "n_items": int(len(g.positions)),
@@ -307,49 +360,117 @@ def _mia_accuracy(entry: Mapping[str, Any]) -> float | None:
     return None if mia is None else mia["accuracy"]
 
 
+def _interval(value: float | None, n: int) -> tuple[float, float] | None:
+    return None if value is None else wilson_interval(value, n)
+
+
+def within(value: float, target: float, tolerance_pp: float) -> bool:
+    """|value - target| <= tolerance, up to float noise (0.6000000000000001 is within 10 pp of 0.5)."""
+    return abs(value - target) <= tolerance_pp / 100 + TOLERANCE
+
+
+def at_most_above(value: float, target: float, tolerance_pp: float) -> bool:
+    """value <= target + tolerance, up to float noise."""
+    return value <= target + tolerance_pp / 100 + TOLERANCE
+
+
+def _df_rule(group: ForgetGroup, pp: float):
+    """(rule text, test(value, target)) of the Df accuracy check with a tolerance of `pp` points."""
+    if group.class_like:
+        return f"at most {pp:.3g} pp above the target", lambda v, t: at_most_above(v, t, pp)
+    return f"within {pp:.3g} pp of the target", lambda v, t: within(v, t, pp)
+
+
 def _forgetting_checks(group: ForgetGroup, metrics: Mapping[str, Mapping[str, Any]], corpus: Corpus,
                        thresholds: AcceptanceThresholds, category: str) -> list[Check]:
-    """Df accuracy and loss MIA of `group` after unlearning, each against its target."""
+    """Df accuracy and loss MIA of `group` after unlearning, each against its target (with the
+    group's own thresholds when an earlier request recorded them)."""
+    thresholds = group.thresholds or thresholds
     key = f"{group.origin}: {group.name}"
-    after = metrics["after"]["groups"][key]
-    retrained = metrics.get("retrained", {}).get("groups", {}).get(key)
-    tolerance = thresholds.forget_tolerance_pp / 100
-    if retrained is not None:
-        target, source = retrained["df_accuracy"], "the retrained model's Df accuracy"
+    after, before = metrics["after"]["groups"][key], metrics["before"]["groups"][key]
+    pp = thresholds.forget_tolerance_pp
+    reference = retrain_reference(metrics, key, lambda entry: entry["df_accuracy"])
+    if reference is not None:
+        target, pp, source = reference.target_for(pp, "Df accuracy")
     elif group.class_like:
         target, source = 1 / corpus.num_classes, f"chance, 1/{corpus.num_classes}"
     else:
         target, source = metrics["before"]["unseen_speaker_accuracy"], "accuracy before unlearning on unseen speakers"
+    rule, test = _df_rule(group, pp)
+    n = int(len(group.positions))
     value = after["df_accuracy"]
-    if group.class_like:
-        passed, rule = value <= target + tolerance, f"at most {thresholds.forget_tolerance_pp:g} pp above the target"
+    name = f"Df accuracy, {group.name}"
+    if n < thresholds.min_check_items:
+        note = f"not enough recordings (n = {n}; a check needs {thresholds.min_check_items})"
+        checks = [Check(name, category, value, target, source, rule, None, note, n, _interval(value, n))]
     else:
-        passed, rule = abs(value - target) <= tolerance, f"within {thresholds.forget_tolerance_pp:g} pp of the target"
-    checks = [Check(f"Df accuracy, {group.name}", category, value, target, source, rule, bool(passed))]
-    mia_target = _mia_accuracy(retrained) if retrained is not None else 0.5
-    mia_source = "the retrained model's loss MIA" if retrained is not None else "chance, 0.5"
-    mia_value = _mia_accuracy(after)
-    mia_rule = f"within {thresholds.mia_tolerance_pp:g} pp of the target"
-    name = f"loss MIA, {group.name}"
-    if mia_value is None or mia_target is None:
-        checks.append(Check(name, category, mia_value, mia_target, mia_source, mia_rule, None,
-                            "not run: the attack needs at least 2 members and 2 non-members"))
-    else:
-        passed = abs(mia_value - mia_target) <= thresholds.mia_tolerance_pp / 100
-        checks.append(Check(name, category, mia_value, mia_target, mia_source, mia_rule, bool(passed),
-                            f"members: Df; non-members: {group.mia_rows_text}"))
+        checks = [Check(name, category, value, target, source, rule, bool(test(value, target)), "", n,
+                        _interval(value, n), bool(test(before["df_accuracy"], target)))]
+    checks.append(_mia_check(group, after, before, retrain_reference(metrics, key, _mia_accuracy), thresholds,
+                             category))
     return checks
+
+
+@dataclass(frozen=True)
+class RetrainReference:
+    """One value over the retrained models (`--verify-retrain`, one or several seeds)."""
+
+    values: tuple[float, ...]
+
+    def target_for(self, tolerance_pp: float, what: str) -> tuple[float, float, str]:
+        """(target, tolerance in points, description): one Retrain gives its value; several give their
+        mean, and the tolerance widens to twice their standard deviation when that is larger, since a
+        Retrain of another seed lands anywhere in that spread."""
+        mean = float(np.mean(self.values))
+        if len(self.values) == 1:
+            return mean, tolerance_pp, f"the retrained model's {what}"
+        spread_pp = 200 * float(np.std(self.values, ddof=1))
+        wider = max(tolerance_pp, spread_pp)
+        return mean, wider, (f"the mean of {len(self.values)} retrained models' {what} (tolerance: the larger of "
+                             f"{tolerance_pp:g} pp and twice their standard deviation, {spread_pp:.1f} pp)")
+
+
+def retrain_reference(metrics: Mapping[str, Mapping[str, Any]], key: str, read) -> RetrainReference | None:
+    """`read(group entry)` over every retrained role ("retrained", "retrained 2", ...); None without any."""
+    values = [read(role_metrics["groups"][key]) for role, role_metrics in metrics.items()
+              if role.startswith("retrained") and key in role_metrics.get("groups", {})]  # fmt: skip
+    values = [float(v) for v in values if v is not None]
+    return RetrainReference(tuple(values)) if values else None
+
+
+def _mia_check(group: ForgetGroup, after, before, reference: RetrainReference | None,
+               thresholds: AcceptanceThresholds, category: str) -> Check:
+    """The loss membership attack on `group` against its target (0.5, or the retrained models')."""
+    pp = thresholds.mia_tolerance_pp
+    target, source = 0.5, "chance, 0.5"
+    if reference is not None:
+        target, pp, source = reference.target_for(pp, "loss MIA")
+    value, rule = _mia_accuracy(after), f"within {pp:.3g} pp of the target"
+    name = f"loss MIA, {group.name}"
+    n = int(2 * after["loss_mia"]["n_per_group"]) if after.get("loss_mia") else 0
+    if value is None or target is None:
+        return Check(name, category, value, target, source, rule, None,
+                     "not run: the attack needs at least 2 members and 2 non-members", n)
+    if len(group.positions) < thresholds.min_check_items:
+        note = f"not enough recordings (n = {len(group.positions)}; a check needs {thresholds.min_check_items})"
+        return Check(name, category, value, target, source, rule, None, note, n, _interval(value, n))
+    original = _mia_accuracy(before)
+    return Check(name, category, value, target, source, rule, within(value, target, pp),
+                 f"members: Df; non-members: {group.mia_rows_text}", n, _interval(value, n),
+                 None if original is None else within(original, target, pp))
 
 
 def _drop_check(name: str, key: str, metrics: Mapping[str, Mapping[str, Any]], limit_pp: float, note: str) -> Check:
     """The value after unlearning may fall at most `limit_pp` points below the value before."""
     before, after = metrics["before"].get(key), metrics["after"].get(key)
+    n = int(metrics["after"].get("sizes", {}).get(key, 0))
     rule = f"drop of at most {limit_pp:g} pp"
     if before is None or after is None:
-        return Check(name, "utility", after, before, "the value before unlearning", rule, None, "no test recordings")
+        return Check(name, "utility", after, before, "the value before unlearning", rule, None, "no test recordings", n)
     drop_pp = 100 * (before - after)
-    return Check(name, "utility", after, before, "the value before unlearning", rule, drop_pp <= limit_pp + 1e-9,
-                 f"drop {drop_pp:.2f} pp; {note}")
+    return Check(name, "utility", after, before, "the value before unlearning", rule,
+                 at_most_above(before - after, 0.0, limit_pp), f"drop {drop_pp:.2f} pp; {note}", n,
+                 _interval(after, n), at_most_above(0.0, 0.0, limit_pp))
 
 
 def _utility_checks(groups: Sequence[ForgetGroup], metrics, thresholds: AcceptanceThresholds) -> list[Check]:
@@ -369,22 +490,26 @@ def verify_request(
     features: np.ndarray,
     corpus: Corpus,
     current: Sequence[UnlearningSplit],
-    earlier: Sequence[tuple[str, UnlearningSplit]],
+    earlier: Sequence[EarlierRequest],
     retain: np.ndarray,
     thresholds: AcceptanceThresholds,
     seed: int = 0,
     batch_size: int = 256,
+    weights_changed: bool | None = None,
 ) -> Verification:
-    """Score `models` ("before", "after", optionally "retrained") and apply `thresholds`.
+    """Score `models` ("before", "after", optionally "retrained", "retrained 2", ... of several
+    seeds) and apply `thresholds`.
 
-    `current` are the request's component splits, `earlier` (request id, split) pairs of
-    requests applied before, `retain` the corpus positions of the retain set. See the module
-    docstring for the targets.
+    `current` are the request's component splits, `earlier` the requests applied before (each
+    re-checked with the thresholds it recorded), `retain` the corpus positions of the retain
+    set, `weights_changed` whether "after" differs from "before" byte for byte (False makes the
+    verdict "no-op"). See the module docstring for the targets.
     """
-    from .requests import merge_splits
-
     groups = [forget_group(corpus, split, "this request") for split in current]
-    earlier_groups = [forget_group(corpus, split, f"earlier request {rid}") for rid, split in earlier]
+    earlier_groups = [
+        forget_group(corpus, split, f"earlier request {request.request_id}", _own_thresholds(request, thresholds))
+        for request in earlier for split in request.splits
+    ]
     request = forget_group(corpus, merge_splits(corpus, list(current)), "this request")
     every = groups + earlier_groups
     pops = _populations(corpus, every, retain, thresholds, seed)
@@ -397,9 +522,23 @@ def verify_request(
     if thresholds.recheck_earlier:
         checks += [c for g in earlier_groups for c in _forgetting_checks(g, metrics, corpus, thresholds, "earlier requests")]
     checks += _utility_checks(every, metrics, thresholds)
-    notes = _notes(corpus, groups, pops, thresholds, "retrained" in models, earlier_groups)
+    notes = _notes(corpus, groups, pops, thresholds, any(role.startswith("retrained") for role in models),
+                   earlier_groups)
     gap = _gap(metrics) if "retrained" in metrics else None
-    return Verification(checks, metrics, thresholds, notes, gap)
+    if weights_changed is False:
+        notes.insert(0, "The weights did not change (byte-identical to the checkpoint before): nothing was "
+                        "unlearned, so this is not a pass" + (", and the model before unlearning already met every "
+                        "check: nothing measurable to forget" if _all_met(checks) else ""))
+    return Verification(checks, metrics, thresholds, notes, gap, weights_changed)
+
+
+def _own_thresholds(request: EarlierRequest, default: AcceptanceThresholds) -> AcceptanceThresholds | None:
+    return thresholds_from(request.thresholds, default) if request.thresholds else None
+
+
+def _all_met(checks: Sequence[Check]) -> bool:
+    ran = [check for check in checks if check.passed is not None]
+    return bool(ran) and all(check.original_passed is not False for check in ran)
 
 
 def _gap(metrics: Mapping[str, Mapping[str, Any]]) -> dict:
@@ -433,120 +572,13 @@ def _notes(corpus: Corpus, groups: Sequence[ForgetGroup], pops: _Populations, th
     if retrained:
         notes.append("Targets are the values of a model retrained on the retain set with the checkpoint's recipe.")
     notes.append(f"Dr accuracy is measured on a seeded sample of at most {RETAIN_SAMPLE} retain recordings.")
+    if any(len(group.positions) < thresholds.min_check_items for group in groups):
+        notes.append(f"A request of fewer than {thresholds.min_check_items} recordings is too small for its "
+                     "forgetting checks to mean anything (one recording moves the accuracy by 100/n points); they are "
+                     "reported, not judged.")
     if earlier and not thresholds.recheck_earlier:
         notes.append("Earlier requests were scored but not checked (recheck_earlier = false).")
     elif earlier:
-        notes.append(f"{len(earlier)} group(s) of earlier requests were checked again: they must stay forgotten.")
+        notes.append(f"{len(earlier)} group(s) of earlier requests were checked again, each with the thresholds it "
+                     "was accepted with where its history records them: they must stay forgotten.")
     return notes
-
-
-# ---------------------------------------------------------------------------------------------
-# The audit report
-
-
-def forgotten_item_records(corpus: Corpus, positions: Iterable[int], kind_of: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One record per forgotten item: id, file (relative to the corpus root), the file's sha256, label,
-    speaker and request kind. Hashes of the audio files only: never the audio itself."""
-    hashes: dict[str, str] = {}
-    records = []
-    root = Path(corpus.root)
-    for position in positions:
-        utterance = corpus.utterances[int(position)]
-        if utterance.path not in hashes:
-            hashes[utterance.path] = sha256_file(utterance.path)
-        path = Path(utterance.path)
-        relative = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-        records.append({
-            "utt_id": utterance.utt_id, "file": relative, "file_sha256": hashes[utterance.path],
-            "label": corpus.label_names[utterance.label], "speaker": utterance.speaker,
-            "kind": kind_of.get(utterance.utt_id, ""),
-        })  # fmt: skip
-    return records
-
-
-def software_versions() -> dict[str, str]:
-    import numpy
-    import sklearn
-
-    return {"speech_unlearning": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
-
-
-def _format_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def _counts(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{name}: {n}" for name, n in counts.items()) or "-"
-
-
-def format_audit_markdown(audit: Mapping[str, Any]) -> str:
-    """The human-readable audit: request, items, checkpoints, method, checks, metrics, notes."""
-    request, verdict = audit["request"], audit["verdict"]
-    counts = audit["resolution"]["counts"]
-    lines = [
-        f"# Deletion request audit: {request['id']}",
-        "",
-        f"**Verdict: {verdict.upper()}**" + ("" if verdict == "pass" else f" ({len(audit['failed_checks'])} check(s) failed)"),
-        "",
-        f"- request sha256: `{request['sha256']}`",
-        f"- reason: {request['reason'] or '-'}",
-        f"- asked: speakers {', '.join(request['speakers']) or '-'}; keywords {', '.join(request['keywords']) or '-'}; "
-        f"{len(request['files'])} file(s) or utterance id(s)",
-        f"- corpus: `{audit['corpus']['name']}` ({audit['corpus']['task']}), fingerprint `{audit['corpus']['fingerprint']}`",
-        f"- forgotten now: {counts['total']} item(s) ({_counts(counts['per_kind'])}); "
-        f"already forgotten earlier: {counts['already_forgotten']}",
-        f"- per class: {_counts(counts['per_class'])}",
-        f"- per speaker: {_counts(counts['per_speaker'])}",
-    ]
-    if counts["ignored"]:
-        lines.append(f"- ignored (--ignore-unknown): {'; '.join(counts['ignored'])}")
-    before, after = audit["checkpoints"]["before"], audit["checkpoints"]["after"]
-    lines += [
-        f"- checkpoint before: `{before['path']}` sha256 `{before['sha256']}`",
-        f"- checkpoint after: " + (f"`{after['path']}` sha256 `{after['sha256']}`" if after else "not written"),
-        f"- method: `{audit['method']['name']}` (chosen by: {audit['method']['choice']['source']}), "
-        f"{audit['method']['seconds']:.2f} s of unlearning, budget {audit['method']['budget_seconds']} s",
-        f"- wall time: {audit['wall_seconds']:.1f} s; software: "
-        + ", ".join(f"{k} {v}" for k, v in audit["software"].items()),
-        "",
-        "## Checks",
-        "",
-        "| check | category | value | target | rule | result |",
-        "|---|---|---|---|---|---|",
-    ]
-    for check in audit["checks"]:
-        result = {True: "pass", False: "FAIL", None: "not run"}[check["passed"]]
-        note = f" ({check['note']})" if check["note"] else ""
-        lines.append(f"| {check['name']} | {check['category']} | {percent(check['value'])} | "
-                     f"{percent(check['target'])} ({check['target_source']}) | {check['rule']} | {result}{note} |")
-    lines += ["", "## Metrics", "", "| metric | " + " | ".join(audit["metrics"]) + " |",
-              "|---|" + "---|" * len(audit["metrics"])]
-    keys = [k for k in next(iter(audit["metrics"].values())) if k != "groups"]
-    for key in keys:
-        cells = [audit["metrics"][role].get(key) for role in audit["metrics"]]
-        cells = [c["accuracy"] if isinstance(c, dict) else c for c in cells]
-        lines.append(f"| {key} | " + " | ".join(_format_value(c) for c in cells) + " |")
-    if audit.get("gap_to_retrain") and audit["gap_to_retrain"].get("avg_gap_pp") is not None:
-        lines += ["", f"Avg. Gap to the retrained model: {audit['gap_to_retrain']['avg_gap_pp']:.2f} pp"]
-    if audit.get("earlier_requests"):
-        lines += ["", "## Earlier requests (checked again)", ""]
-        lines += [f"- {e['request_id']} (sha256 `{e['request_sha256']}`): {e['n_items']} item(s)"
-                  for e in audit["earlier_requests"]]
-    lines += ["", "## Thresholds", ""] + [f"- {k} = {v}" for k, v in audit["thresholds"].items()]
-    lines += ["", "## Notes", ""] + [f"- {note}" for note in audit["notes"]]
-    lines += ["", f"Forgotten items and the sha256 of their audio files: {AUDIT_JSON} (`forgotten_items`)."]
-    return "\n".join(lines) + "\n"
-
-
-def write_audit(folder: str | Path, audit: Mapping[str, Any]) -> tuple[Path, Path]:
-    """Write `folder`/audit.json and `folder`/audit.md atomically; returns both paths."""
-    folder = Path(folder)
-    json_path, md_path = folder / AUDIT_JSON, folder / AUDIT_MD
-    atomic_write_json(json_path, audit)
-    atomic_write_text(md_path, format_audit_markdown(audit))
-    return json_path, md_path

@@ -1,31 +1,32 @@
-"""Deletion requests against a deployed model: what to forget, resolved to training items.
+"""One deletion request, resolved to training recordings of one corpus.
 
-A `DeletionRequest` names speakers, keywords and files (utterance ids or audio paths), with an
-optional request id and a free-text reason. It comes from the command line or from a YAML file:
+Two shapes of request reach this module, and both end as `UnlearningSplit`s:
 
-    id: REQ-2024-0042              # optional; default "req-" + the first 12 hex digits of its hash
-    reason: erasure request by the speaker, ticket 1234
-    speakers: [jackson]
-    keywords: ["3"]
-    files: [recordings/3_theo_12.wav, 0_nicolas_20]
-    files_from: more_files.txt     # optional list file, one item a line, relative to this YAML
+- `DeletionRequest` (`forget`): speakers, keywords and files (utterance ids or audio paths),
+  with an optional id and a free-text reason, from command-line flags or a YAML file:
 
-`resolve_request` turns it into `RequestComponent`s (one per kind) of training utterance ids,
-refusing what cannot be forgotten: unknown ids, recordings outside the training set (unless the
-caller ignores them), paths outside the corpus root (always), an empty request, and a request
-that would leave no training data. Items already forgotten by earlier requests are not counted
-again. `Resolution.counts` is what the command shows before it unlearns anything.
+      id: REQ-2024-0042              # optional; default "req-" + 12 hex digits of the names' hash
+      reason: erasure request by the speaker, ticket 1234
+      speakers: [jackson]
+      keywords: ["3"]
+      files: [recordings/3_theo_12.wav, 0_nicolas_20]
+      files_from: more_files.txt     # optional list file, one item a line, relative to this YAML
 
-`choose_method` implements `--method auto`: the method the benchmark found best (lowest Avg. Gap
-to Retrain among methods within the time limit) for the request's scenario and task, read from
-the shipped table `method_choice.json` or from a benchmark run folder (`choice_table_from_runs`).
+  `resolve_request` turns it into `RequestComponent`s (one per kind) of training utterance ids,
+  refusing what cannot be forgotten: unknown ids, recordings outside the training set (unless the
+  caller ignores them), paths outside the corpus root (always), an empty request, and a request
+  that would leave no training data. Items already forgotten by earlier requests are not counted
+  again. `Resolution.counts` is what the command shows before it unlearns anything.
+- `SplitRequest` (`unlearn`): a seeded random ratio, classes, speakers, or a saved split file;
+  `SplitRequest.resolve` draws the split.
+
+The request id depends on the names asked for only: the free-text reason is recorded in the
+audit, but a new reason does not make a new request.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,12 @@ import yaml
 from ..config import ConfigError, require
 from ..data.corpus import Corpus, CorpusError
 from ..data.splits import UnlearningSplit, corpus_path
-from ..io import read_json, sha256_json
+from ..io import sha256_json
 
 REQUEST_KINDS: tuple[str, ...] = ("keyword", "speaker", "files")  # also the priority of overlapping items
 REQUEST_FILE_KEYS: tuple[str, ...] = ("id", "reason", "speakers", "keywords", "files", "files_from")
 SPLIT_KIND_OF = {"keyword": "class", "speaker": "speaker", "files": "files"}
+UNKNOWN_CLASS = "_unknown_"  # where Speech Commands puts every word outside its keyword list
 SHOWN_ITEMS = 20  # how many culprits an error message lists before abbreviating
 
 
@@ -92,15 +94,13 @@ class DeletionRequest:
     def is_empty(self) -> bool:
         return not (self.speakers or self.keywords or self.files)
 
+    def names(self) -> dict[str, list[str]]:
+        """Every name asked for, sorted per kind: what identifies the request."""
+        return {"speakers": sorted(self.speakers), "keywords": sorted(self.keywords), "files": sorted(self.files)}
+
     def canonical(self) -> dict[str, Any]:
         """What the request hash covers: its id, reason and every name asked for (sorted)."""
-        return {
-            "id": self.request_id,
-            "reason": self.reason,
-            "speakers": sorted(self.speakers),
-            "keywords": sorted(self.keywords),
-            "files": sorted(self.files),
-        }
+        return {"id": self.request_id, "reason": self.reason, **self.names()}
 
     @property
     def sha256(self) -> str:
@@ -108,8 +108,9 @@ class DeletionRequest:
 
     @property
     def effective_id(self) -> str:
-        """The given id, else "req-" + the first 12 hex digits of the request hash."""
-        return self.request_id or f"req-{self.sha256[:12]}"
+        """The given id, else "req-" + 12 hex digits of the names' hash (the reason is free text:
+        rewording it must not turn the same request into a new one)."""
+        return self.request_id or f"req-{sha256_json(self.names())[:12]}"
 
 
 def read_item_list(path: str | Path, what: str = "--files") -> list[str]:
@@ -254,7 +255,7 @@ def _resolve_keywords(corpus: Corpus, keywords: Iterable[str]) -> tuple[dict[str
     found, problems = {}, []
     for keyword in keywords:
         if keyword not in corpus.label_names:
-            problems.append(Unresolved("keyword", keyword, f"not a class of {corpus.name}; classes: {listing(corpus.label_names, 12)}"))
+            problems.append(Unresolved("keyword", keyword, _not_a_class(corpus, keyword)))
             continue
         positions = _training_positions(corpus, corpus.labels == corpus.label_names.index(keyword))
         if len(positions) == 0:
@@ -262,6 +263,17 @@ def _resolve_keywords(corpus: Corpus, keywords: Iterable[str]) -> tuple[dict[str
         else:
             found[keyword] = positions
     return found, problems
+
+
+def _not_a_class(corpus: Corpus, keyword: str) -> str:
+    """Why `keyword` is no class; says so when the corpus folds words outside its list into _unknown_."""
+    text = f"not a class of {corpus.name}; classes: {listing(corpus.label_names, 12)}"
+    if UNKNOWN_CLASS in corpus.label_names:
+        text += (
+            f". Words outside the keyword list are folded into {UNKNOWN_CLASS}, so {keyword!r} cannot be forgotten "
+            f"on its own: forget its recordings with --files, or the whole class with --keyword {UNKNOWN_CLASS}"
+        )
+    return text
 
 
 def _resolve_speakers(corpus: Corpus, speakers: Iterable[str]) -> tuple[dict[str, np.ndarray], list[Unresolved]]:
@@ -396,276 +408,43 @@ def _check_size(corpus: Corpus, request: DeletionRequest, resolution: Resolution
         )
 
 
-def merge_splits(corpus: Corpus, splits: Sequence[UnlearningSplit]) -> UnlearningSplit:
-    """One split forgetting everything in `splits` (all of `corpus`'s version).
-
-    Splits of one kind merge by kind (a class split keeps its classes, a speaker split its
-    speakers); a mix becomes a "files" split of the union of utterance ids.
-    """
-    require(len(splits) > 0, "splits", "nothing to merge")
-    for split in splits:
-        split.check_corpus(corpus)
-    ids = tuple(sorted({i for split in splits for i in split.forget_ids}))
-    kinds = {split.kind for split in splits}
-    if len(splits) == 1:
-        return splits[0]
-    if kinds == {"class"}:
-        classes = sorted({c for split in splits for c in split.params["classes"]}, key=corpus.label_names.index)
-        return UnlearningSplit("class", corpus.name, corpus.fingerprint, ids, {"classes": classes})
-    if kinds == {"speaker"}:
-        speakers = sorted({s for split in splits for s in split.params.get("speakers", [])})
-        return UnlearningSplit("speaker", corpus.name, corpus.fingerprint, ids, {"speakers": speakers})
-    return UnlearningSplit("files", corpus.name, corpus.fingerprint, ids, {"items": list(ids)})
-
-
 # ---------------------------------------------------------------------------------------------
-# Earlier requests recorded in a checkpoint
+# `unlearn`'s request: a ratio, classes, speakers or a saved split
+
+SPLIT_REQUEST_KINDS: tuple[str, ...] = ("ratio", "classes", "speakers", "split_file")
 
 
 @dataclass(frozen=True)
-class EarlierRequest:
-    """A request an input checkpoint has already applied: its items must stay forgotten."""
+class SplitRequest:
+    """What `unlearn` was asked to forget: one of a seeded random share of the training set,
+    classes, speakers, or the forget set of a saved split file."""
 
-    request_id: str
-    request_sha256: str
-    splits: tuple[UnlearningSplit, ...]
+    kind: str  # one of SPLIT_REQUEST_KINDS
+    ratio: float | None = None
+    names: tuple[str, ...] = ()
+    path: Path | None = None
 
-    @property
-    def forget_ids(self) -> set[str]:
-        return {i for split in self.splits for i in split.forget_ids}
+    def __post_init__(self) -> None:
+        require(self.kind in SPLIT_REQUEST_KINDS, "kind", f"must be one of {', '.join(SPLIT_REQUEST_KINDS)}")
+        if self.kind == "ratio":
+            require(self.ratio is not None and 0 < self.ratio < 1, "--forget-ratio",
+                    f"{self.ratio}: must be strictly between 0 and 1")
+        if self.kind in ("classes", "speakers"):
+            require(bool(self.names), self.kind, "names nothing to forget")
+        if self.kind == "split_file" and (self.path is None or not Path(self.path).is_file()):
+            raise FileNotFoundError(f"--forget-split {self.path}: file not found")
 
+    def resolve(self, corpus: Corpus, seed: int) -> UnlearningSplit:
+        """The split this request asks for (the ratio's draw is seeded by `seed`)."""
+        from ..data.splits import class_split, load_split, sample_split, speaker_split
 
-def anchor_split(data: Any, corpus: Corpus, source: str) -> UnlearningSplit:
-    """A stored split rebuilt for `corpus` (same ids and params, this corpus's fingerprint).
-
-    The ids, not the fingerprint, are what must match: a moved or re-versioned corpus keeps
-    them. CorpusError if one is no longer a training item: it could not be kept forgotten.
-    """
-    stored = UnlearningSplit.from_dict(data, source=source)
-    split = UnlearningSplit(stored.kind, corpus.name, corpus.fingerprint, stored.forget_ids, stored.params)
-    try:
-        split.forget_indices(corpus)
-    except CorpusError as error:
-        raise CorpusError(f"{source}: its forgotten items must stay forgotten, but {error}") from None
-    return split
-
-
-def earlier_requests(metadata: Mapping[str, Any], corpus: Corpus, source: str) -> list[EarlierRequest]:
-    """The requests a checkpoint's metadata records as applied, in order.
-
-    Each `history` entry with `splits` is one request. A forget split recorded under `split`
-    whose items no history entry covers (a model unlearned by the benchmark or `unlearn`)
-    counts as one more.
-    """
-    found: list[EarlierRequest] = []
-    for position, entry in enumerate(metadata.get("history") or []):
-        if not isinstance(entry, dict) or not entry.get("splits"):
-            continue
-        name = str(entry.get("request_id", f"history[{position}]"))
-        splits = tuple(anchor_split(data, corpus, f"{source} history request {name}") for data in entry["splits"])
-        found.append(EarlierRequest(name, str(entry.get("request_sha256", "")), splits))
-    covered = {i for request in found for i in request.forget_ids}
-    recorded = metadata.get("split")
-    if isinstance(recorded, dict) and set(recorded.get("forget_ids") or []) - covered:
-        split = anchor_split(recorded, corpus, f"{source} recorded split")
-        found.append(EarlierRequest("split recorded in the checkpoint", "", (split,)))
-    return found
-
-
-# ---------------------------------------------------------------------------------------------
-# `--method auto`: the benchmark's best method per (task, scenario)
-
-CHOICE_FILE = Path(__file__).with_name("method_choice.json")
-CHOICE_FORMAT_VERSION = 1
-SCENARIO_PRIORITY: tuple[str, ...] = ("class", "speaker", "sample")  # the harder scenario decides a mix
-REFERENCE_METHODS = ("original", "retrain")  # benchmark rows that are references, not choices
-DEFAULT_MAX_TIME_RATIO = 1.0  # "within the time limit": no slower than retraining
-
-
-def request_scenario(kinds: Iterable[str], task: str) -> str:
-    """The benchmark scenario a request matches: keyword -> class; speaker -> speaker in KWS but
-    class in SID (a speaker is a class there); files -> sample. A mix takes the hardest."""
-    scenarios = set()
-    for kind in kinds:
-        if kind == "keyword" or (kind == "speaker" and task == "sid"):
-            scenarios.add("class")
-        else:
-            scenarios.add("speaker" if kind == "speaker" else "sample")
-    require(bool(scenarios), "request", "has no component")
-    return next(s for s in SCENARIO_PRIORITY if s in scenarios)
-
-
-@dataclass(frozen=True)
-class MethodChoice:
-    """The method `auto` picked, and the evidence it was picked on."""
-
-    method: str
-    source: str  # "user", "shipped table <path>" or "benchmark runs <dir>"
-    task: str | None = None
-    scenario: str | None = None
-    avg_gap_pp: float | None = None
-    detail: dict = field(default_factory=dict)
-
-    def overrides(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """The settings to run with: those the benchmarked configuration used, then `given` (--set) on top."""
-        return {**self.detail.get("overrides", {}), **given}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "source": self.source, "task": self.task, "scenario": self.scenario,
-                "avg_gap_pp": self.avg_gap_pp, "detail": self.detail}
-
-
-def load_choice_table(path: str | Path = CHOICE_FILE) -> dict[str, Any]:
-    """Read and check a method-choice table (the shipped one by default)."""
-    path = Path(path)
-    table = read_json(path, "method choice table")
-    if not isinstance(table, dict) or table.get("format_version") != CHOICE_FORMAT_VERSION:
-        raise ConfigError(f"method choice table {path}: format_version must be {CHOICE_FORMAT_VERSION}")
-    choices = table.get("choices")
-    if not isinstance(choices, dict):
-        raise ConfigError(f"method choice table {path}: 'choices' must map task -> scenario -> choice")
-    for task, scenarios in choices.items():
-        for scenario, entry in (scenarios or {}).items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
-                raise ConfigError(f"method choice table {path}: choices.{task}.{scenario} needs a 'method' name")
-    return table
-
-
-def choose_from_table(table: Mapping[str, Any], task: str, scenario: str, source: str) -> MethodChoice:
-    """The table's method for (task, scenario); ConfigError if the table has no entry."""
-    entry = (table["choices"].get(task) or {}).get(scenario)
-    if entry is None:
-        raise ConfigError(f"{source} has no method for task {task!r}, scenario {scenario!r}; pass --method NAME")
-    detail = {key: value for key, value in entry.items() if key not in ("method", "avg_gap_pp")}
-    detail["provenance"] = table.get("provenance", {})
-    return MethodChoice(entry["method"], source, task, scenario, entry.get("avg_gap_pp"), detail)
-
-
-def _mean(values: Iterable[float | None]) -> float | None:
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return statistics.fmean(finite) if finite else None
-
-
-def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(one row per finished test-split evaluation of an unlearning method, the grid's config)."""
-    from .report import EvaluationContext, variant_label
-    from .store import ResultStore
-
-    try:
-        store = ResultStore.existing(run_dir)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"--auto-from: {error}") from None
-    with store:
-        records = store.records(stage="evaluate", status="done")
-        context = EvaluationContext.of(store)
-        grid = store.get_meta("config", {}) or {}
-    if any(context.retrain_kind_of(record) != "steps" for record in records):
-        # Gaps to two kinds of Retrain are not comparable: rank against the paper's kind, unless
-        # the folder holds only step-matched references.
-        records = [record for record in records if context.retrain_kind_of(record) != "steps"]
-    rows = []
-    for record in records:
-        config, metrics = record.config, record.metrics or {}
-        split = config.get("split") or {}
-        if split.get("role", "test") != "test" or config.get("method") in REFERENCE_METHODS:
-            continue
-        method, overrides = config["method"], context.overrides_of(record)
-        rows.append({
-            "task": config.get("task"), "scenario": split.get("scenario"), "method": method, "overrides": overrides,
-            "variant": variant_label(method, overrides),
-            "model": config.get("model"), "corpus": config.get("corpus"), "avg_gap_pp": metrics.get("avg_gap_pp"),
-            "time_ratio": ((metrics.get("metrics") or {}).get("time") or {}).get("ratio"),
-        })  # fmt: skip
-    return rows, grid
-
-
-def _rank(rows: Sequence[Mapping[str, Any]], max_time_ratio: float) -> dict[str, Any] | None:
-    """Per method configuration (`variant`): mean Avg. Gap and time ratio; the best within the time
-    limit, with the overrides it ran with when it had any."""
-    candidates = {}
-    for variant in sorted({row["variant"] for row in rows}):
-        mine = [row for row in rows if row["variant"] == variant]
-        gap, ratio = _mean(r["avg_gap_pp"] for r in mine), _mean(r["time_ratio"] for r in mine)
-        candidates[variant] = {
-            "avg_gap_pp": gap, "time_ratio": ratio, "runs": len(mine),
-            "within_time_limit": ratio is None or ratio <= max_time_ratio,
-        }  # fmt: skip
-    eligible = [(c["avg_gap_pp"], c["time_ratio"] or 0.0, v) for v, c in candidates.items()
-                if c["within_time_limit"] and c["avg_gap_pp"] is not None]
-    if not eligible:
-        return None
-    gap, _, best = min(eligible)
-    chosen = next(row for row in rows if row["variant"] == best)
-    entry = {"method": chosen["method"], "avg_gap_pp": gap, "time_ratio": candidates[best]["time_ratio"],
-             "runs": candidates[best]["runs"], "candidates": candidates}
-    if chosen["overrides"]:
-        entry["overrides"] = chosen["overrides"]
-    return entry
-
-
-def choice_table_from_runs(
-    run_dir: str | Path, max_time_ratio: float = DEFAULT_MAX_TIME_RATIO, model: str | None = None
-) -> dict[str, Any]:
-    """A method-choice table (the shipped file's format) from a benchmark run folder.
-
-    For every (task, scenario) with finished evaluations: the method with the lowest mean Avg.
-    Gap to Retrain among those whose mean time / Retrain time is at most `max_time_ratio`
-    (References Original and Retrain are not candidates). Each configuration of a method
-    (`method_overrides`) is its own candidate, and the chosen one's overrides come with it. Runs
-    scored against a step-matched Retrain count only in a folder that has no other kind. With
-    `model`, only that backbone's runs count when the folder has any for the task.
-    """
-    run_dir = Path(run_dir).expanduser()
-    rows, grid = _candidate_rows(run_dir)
-    choices: dict[str, dict[str, Any]] = {}
-    for task in sorted({row["task"] for row in rows}):
-        in_task = [row for row in rows if row["task"] == task]
-        if model is not None and any(row["model"] == model for row in in_task):
-            in_task = [row for row in in_task if row["model"] == model]
-        for scenario in sorted({row["scenario"] for row in in_task}):
-            best = _rank([row for row in in_task if row["scenario"] == scenario], max_time_ratio)
-            if best is not None:
-                best["models"] = sorted({row["model"] for row in in_task if row["scenario"] == scenario})
-                choices.setdefault(task, {})[scenario] = best
-    return {
-        "format_version": CHOICE_FORMAT_VERSION,
-        "provenance": {
-            "status": "benchmark",
-            "run_dir": str(run_dir.resolve()),
-            "preset": grid.get("name"),
-            "data": grid.get("data"),
-            "seeds": grid.get("seeds"),
-            "ratios": grid.get("ratios"),
-            "max_time_ratio": max_time_ratio,
-            "model_filter": model,
-            "criterion": "lowest mean Avg. Gap to Retrain (pp) among methods whose mean time / Retrain time "
-            f"<= {max_time_ratio:g}",
-        },
-        "regenerate": REGENERATE_HINT,
-        "choices": choices,
-    }
-
-
-REGENERATE_HINT = (
-    "speech-unlearn forget --auto-from RUN_DIR --export-choice "
-    "src/speech_unlearning/experiments/method_choice.json (RUN_DIR: a finished `speech-unlearn bench` run folder)"
-)
-
-
-def choose_method(
-    name: str,
-    task: str,
-    kinds: Iterable[str],
-    auto_from: str | Path | None = None,
-    model: str | None = None,
-    table_path: str | Path = CHOICE_FILE,
-) -> MethodChoice:
-    """The method to run: `name` itself, or for "auto" the benchmark's choice for the request's
-    scenario and task (from `auto_from`'s results when given, else the shipped table)."""
-    if name != "auto":
-        return MethodChoice(name, "user")
-    scenario = request_scenario(kinds, task)
-    if auto_from is None:
-        return choose_from_table(load_choice_table(table_path), task, scenario, f"shipped table {table_path}")
-    table = choice_table_from_runs(auto_from, model=model)
-    return choose_from_table(table, task, scenario, f"benchmark runs {auto_from}")
+        if self.kind == "ratio":
+            return sample_split(corpus, self.ratio, seed)
+        if self.kind == "classes":
+            unknown = [name for name in self.names if name not in corpus.label_names]
+            if unknown:
+                raise CorpusError(f"--forget-class {unknown[0]!r}: {_not_a_class(corpus, unknown[0])}")
+            return class_split(corpus, list(self.names))
+        if self.kind == "speakers":
+            return speaker_split(corpus, list(self.names))
+        return load_split(self.path, corpus)
