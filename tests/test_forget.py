@@ -3,8 +3,6 @@ of bad request, sequential requests, the verification verdict and the `auto` met
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -13,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from speech_unlearning.cli.main import main
 from speech_unlearning.config import ConfigError
 from speech_unlearning.data.corpus import CorpusError, load_corpus
 from speech_unlearning.experiments.choice_table import choice_table_from_runs
@@ -24,26 +21,14 @@ from speech_unlearning.forgetting.verify import AcceptanceThresholds, verify_req
 from speech_unlearning.io import sha256_file
 from speech_unlearning.models.checkpoint import checkpoint_sha256, load_checkpoint
 
+from cli_helpers import LENIENT, QUICK_METHOD, run_cli
+
 TINY_KWS = ["--model", "kws-resnet", "--model-option", "channels=8", "--model-option", "blocks=1"]
 # One epoch: these tests check the request pipeline; the verdict logic is tested with LookupModel below.
 SHORT_RECIPE = ["--set", "epochs=1", "--set", "batch_size=128", "--set", "lr=0.01"]
-# One pass of gradient ascent over Df: the cheapest real unlearning run.
-QUICK_METHOD = ["--method", "gradascent", "--set", "epochs=1"]
 # What `--method auto` runs for a KWS speaker request: the shipped table's choice.
 SHIPPED_KWS_SPEAKER_CHOICE = json.loads(CHOICE_FILE.read_text())["choices"]["kws"]["speaker"]["method"]
-# Thresholds every outcome meets: for tests of the pipeline rather than of the verdict.
-LENIENT = [
-    "--threshold", "forget_tolerance_pp=100", "--threshold", "mia_tolerance_pp=50",
-    "--threshold", "max_test_drop_pp=100", "--threshold", "max_remaining_drop_pp=100",
-]  # fmt: skip
 
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run the real CLI in-process; returns (exit code, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = main(argv)
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 def folder_bytes_hash(folder: Path) -> dict[str, str]:

@@ -5,8 +5,6 @@ from the Original's pretrained weights; the checks' tolerances, sizes and interv
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shutil
@@ -17,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from speech_unlearning.cli.main import main
 from speech_unlearning.forgetting.history import (
     DEFAULT_BUDGET_FRACTION,
     default_budget,
@@ -28,20 +25,11 @@ from speech_unlearning.forgetting.request import DeletionRequest, resolve_reques
 from speech_unlearning.forgetting.verify import AcceptanceThresholds, at_most_above, verify_request, within
 from speech_unlearning.io import sha256_file
 
+from cli_helpers import LENIENT, QUICK_METHOD, run_cli
+
 TINY_KWS = ["--model", "kws-resnet", "--model-option", "channels=8", "--model-option", "blocks=1"]
 SHORT_RECIPE = ["--set", "epochs=1", "--set", "batch_size=128", "--set", "lr=0.01"]
-QUICK_METHOD = ["--method", "gradascent", "--set", "epochs=1"]
-LENIENT = [
-    "--threshold", "forget_tolerance_pp=100", "--threshold", "mia_tolerance_pp=50",
-    "--threshold", "max_test_drop_pp=100", "--threshold", "max_remaining_drop_pp=100",
-]  # fmt: skip
 
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = main(argv)
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 def folder_state(folder: Path) -> dict[str, str]:
