@@ -470,12 +470,20 @@ def test_several_retrains_set_the_target_and_widen_the_tolerance_to_their_spread
     assert "mean of 2 retrained models" in two.target_source and "twice their standard deviation" in two.target_source
 
 
-def test_verify_retrain_with_two_seeds_scores_both_references(original, cache_dir, tmp_path):
+def test_verify_retrain_with_two_seeds_scores_both_references(original, cache_dir, tmp_path, monkeypatch):
     status, _, stderr = forget(original, tmp_path / "bad", cache_dir, "--speaker", "theo", "--retrain-seeds", "2")
     assert status == 2 and "--retrain-seeds" in stderr and not (tmp_path / "bad").exists()
+    from speech_unlearning.forgetting import deletion
+
+    seeds, real_reference = [], deletion.retrain_reference
+    monkeypatch.setattr(deletion, "retrain_reference",
+                        lambda subject, forget, seed, progress=False: seeds.append(seed) or real_reference(
+                            subject, forget, seed, progress))
     status, _, stderr = forget(original, tmp_path / "out", cache_dir, "--speaker", "theo", "--verify-retrain",
                                "--retrain-seeds", "2", *QUICK_METHOD, *LENIENT)
     assert status in (0, 1), stderr
+    original_seed = json.loads((original / "metadata.json").read_text())["train_config"]["seed"]
+    assert len(set(seeds)) == 2 and original_seed not in seeds  # never the Original's initialisation and order
     audit = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert set(audit["metrics"]) == {"before", "after", "retrained", "retrained 2"}
     df = next(c for c in audit["checks"] if c["name"].startswith("Df accuracy"))

@@ -33,16 +33,17 @@ from typing import Any, Iterable
 
 from ..config import ConfigError
 from ..io import sha256_json
+from ..methods.retrain import RETRAIN_SEED_OFFSET, retrain_seed
 from .presets import REFERENCE_NAMES, BenchConfig
 
 STAGES = ("corpus", "original", "retrain", "tune", "unlearn", "evaluate", "ensemble")
 # Seeds of the validation forget splits used for tuning are offset so they never coincide
 # with a test split's draw.
 VALIDATION_SEED_OFFSET = 10_000
-# Replica r of a split's Retrains (r = 0 included) trains with seed + REPLICA_SEED_OFFSET * (r + 1), so
+# Replica r of a split's Retrains (r = 0 included) trains with methods.retrain.retrain_seed(seed, r), so
 # never with the Original's seed; unlearned replica u >= 1 runs with seed + REPLICA_SEED_OFFSET * u (replica 0 keeps
 # the split's seed, as a single unlearning run always did).
-REPLICA_SEED_OFFSET = 1_000
+REPLICA_SEED_OFFSET = RETRAIN_SEED_OFFSET
 # Part of every evaluation's key: raised when what an evaluation measures changes, so that a store
 # re-evaluates rather than mixes two definitions in one table. 2: class requests take the remaining
 # classes' test accuracy as the Avg. Gap's utility term and leave the forgotten class out of the SVC
@@ -241,11 +242,6 @@ def _retrain_settings(config: BenchConfig) -> dict[str, Any]:
     if config.retrain_match == "steps":
         settings["match"] = "steps"
     return settings
-
-
-def retrain_seed(seed: int, replica: int) -> int:
-    """Training seed of Retrain replica `replica` of a split whose Original has `seed`."""
-    return seed + REPLICA_SEED_OFFSET * (replica + 1)
 
 
 def unlearn_seed(seed: int, replica: int) -> int:

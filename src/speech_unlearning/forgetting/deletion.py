@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..config import to_dict
+from ..methods.retrain import retrain_seed
 from .apply import Applied, MethodSpec, Subject, apply, unlearn_subject, load_subject
 from .audit import AUDIT_SCHEMA_VERSION, forgotten_item_records, software_versions, write_audit
 from .choice import MethodChoice, choose_method
@@ -119,9 +120,10 @@ def run_forget(options: ForgetOptions, prepared: Prepared) -> ForgetOutcome:
     applied = unlearn_subject(subject, forget, prepared.method, budget, options.seed, options.progress)
     models = {"before": subject.model, "after": applied.result.model}
     if options.verify_retrain:
+        original_seed = _original_seed(subject.metadata)
         for number in range(options.retrain_seeds):
             role = "retrained" if number == 0 else f"retrained {number + 1}"
-            models[role] = retrain_reference(subject, forget, options.seed + number, options.progress)
+            models[role] = retrain_reference(subject, forget, retrain_seed(original_seed, number), options.progress)
     verification = verify_request(models, subject.features, subject.corpus, resolution.splits(subject.corpus),
                                   subject.earlier, applied.retain, options.thresholds, seed=options.seed,
                                   weights_changed=applied.weights_changed)  # fmt: skip
@@ -132,6 +134,12 @@ def _budget(metadata: Mapping[str, Any], given: float | None, lifted: bool = Fal
     from .history import default_budget
 
     return default_budget(metadata, given, lifted)
+
+
+def _original_seed(metadata: Mapping[str, Any]) -> int:
+    """The seed the Original trained with: its Retrains must use others."""
+    config = train_config_of(metadata)
+    return int(config.seed) if config is not None else 0
 
 
 def retrain_reference(subject: Subject, forget: np.ndarray, seed: int, progress: bool = False):

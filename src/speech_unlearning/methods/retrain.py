@@ -27,6 +27,17 @@ from ..training.loop import fit, step_matched_epochs, steps_per_epoch
 from .base import Method, UnlearnContext, register_method, starting_model_like
 
 
+# Retrain r of a request (r = 0, 1, ...) trains with the Original's seed + RETRAIN_SEED_OFFSET * (r + 1):
+# never with the Original's own initialisation and batch order, which would favour methods that
+# barely move the Original.
+RETRAIN_SEED_OFFSET = 1_000
+
+
+def retrain_seed(original_seed: int, replica: int = 0) -> int:
+    """Training seed of Retrain `replica` of a model whose Original trained with `original_seed`."""
+    return original_seed + RETRAIN_SEED_OFFSET * (replica + 1)
+
+
 @dataclass
 class RetrainConfig:
     epochs: int | None = field(
