@@ -61,3 +61,27 @@ def test_holm_compares_the_kth_smallest_p_with_alpha_over_remaining():
 def test_bad_alpha_is_refused():
     with pytest.raises(ValueError, match="alpha"):
         rank_methods({"a": {1: 1.0}}, alpha=1.5)
+
+
+class Row:
+    """The fields of the report's evaluation rows that the ranking section reads."""
+
+    def __init__(self, method: str, seed: int, gap: float, scenario: str = "class"):
+        self.task, self.corpus, self.scenario, self.method = "kws", "embedded", scenario, method
+        self.cell = ("kws-resnet", seed, f"{scenario} x1", "epochs")
+        self.values = {"avg_gap": gap}
+
+
+def test_the_report_section_ranks_each_setting_and_names_who_beats_doing_nothing():
+    from speech_unlearning.experiments.ranking_report import ranking_markdown
+
+    rng = np.random.default_rng(0)
+    rows = [Row(method, seed, base + rng.normal(0, 0.2))
+            for seed in range(5)
+            for method, base in (("original", 40.0), ("forgets", 1.0), ("half", 20.0), ("retrain", 0.0))]
+    text = "\n".join(ranking_markdown(rows))
+    line = next(l for l in text.splitlines() if l.startswith("| kws class"))
+    assert "forgets < half < **Original**" in line  # consistent gaps of 19-20 pp over 5 cells
+    assert line.rstrip(" |").endswith("forgets, half") and "retrain" not in line
+    one_seed = [row for row in rows if row.cell[1] == 0]
+    assert ranking_markdown(one_seed) == []  # nothing to test with one cell

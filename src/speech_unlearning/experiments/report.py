@@ -41,6 +41,7 @@ from ..evaluation.gap import gap_of_means
 from ..evaluation.relearn import RelearnConfig
 from ..io import atomic_write_bytes, atomic_write_text, clean_stale_temporaries
 from .plan import describe_split
+from .ranking_report import ranking_markdown
 from .store import ResultStore, RunRecord
 
 REPORT_FOLDER = "report"
@@ -466,7 +467,9 @@ def reading_notes(tables: Sequence[Table], ensembles: Sequence["EnsembleTable"] 
 
 
 def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (), plots: Sequence[Path] = (),
-                    ensembles: Sequence["EnsembleTable"] = ()) -> str:
+                    ensembles: Sequence["EnsembleTable"] = (), ranking: Sequence[str] = ()) -> str:
+    """The report: the paper-style tables, the ensemble tables, the `ranking` section's lines
+    (ranking_report.ranking_markdown), the reading notes, plots and failures."""
     lines = ["# Speech unlearning benchmark", ""]
     if not tables:
         lines += ["No finished evaluation in this run folder yet.", ""]
@@ -475,6 +478,7 @@ def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (),
         if table.original_fit:
             lines += [table.original_fit, ""]
     lines += ensemble_markdown(ensembles)
+    lines += list(ranking)
     notes = reading_notes(tables, ensembles)
     lines += ["## How to read the tables", ""] + [f"- {note}" for note in notes] + [""]
     if plots:
@@ -996,7 +1000,7 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
     if entries:
         paths["ensembles_csv"] = folder / "ensembles.csv"
         atomic_write_text(paths["ensembles_csv"], ensembles_csv(entries))
-    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images, ensembles))
+    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images, ensembles, ranking_markdown(rows)))
     atomic_write_text(paths["csv"], results_csv(tables))
     atomic_write_text(paths["runs_csv"], runs_csv(rows))
     atomic_write_text(paths["html"], format_html(tables, images, failures, ensembles))
