@@ -444,22 +444,27 @@ def test_shipped_choice_table_covers_every_scenario_with_a_registered_method():
 
 
 def _fake_benchmark(run_dir: Path, rows: list[tuple], retrain_match: str = "epochs") -> None:
-    """Finished evaluations (task, scenario, method, avg gap, time ratio[, the unlearning run's
-    method overrides]) in a results database, each against a Retrain of the given kind."""
+    """Finished tuning runs (task, scenario, method, avg gap, time ratio[, the run's method
+    overrides]) on validation forget splits in a results database, each against a Retrain of the
+    given kind that took 10 s; and, for each, a test-split evaluation that scores the opposite
+    way (gap 50 - the tuning gap), which the choice must never read."""
     from speech_unlearning.experiments.plan import Run
     from speech_unlearning.experiments.store import ResultStore
 
     with ResultStore.in_folder(run_dir) as store:
         store.set_meta("config", {"name": "unit"})
         for seed, (task, scenario, method, gap, ratio, *overrides) in enumerate(rows):
-            config = {"task": task, "model": "kws-resnet", "corpus": "fsdd", "seed": seed, "method": method,
-                      "split": {"scenario": scenario, "count": 1, "role": "test"}}  # fmt: skip
+            base = {"task": task, "model": "kws-resnet", "corpus": "fsdd", "seed": seed, "method": method}
             retrain = Run("retrain", {"task": task, "seed": seed, "train": {"match": retrain_match}})
-            unlearn = Run("unlearn", {**config, "hyper": {"overrides": overrides[0] if overrides else {}}})
-            store.ensure([retrain, unlearn])
-            run = Run("evaluate", {**config, "subject": unlearn.key, "retrain": retrain.key})
-            store.ensure([run])
-            store.mark_done(run, {"avg_gap_pp": gap, "metrics": {"time": {"ratio": ratio}}}, {}, 1.0)
+            tune = Run("tune", {**base, "split": {"scenario": scenario, "count": 1, "role": "validation"},
+                                "retrain": retrain.key, "point": {"lr_scale": 1.0, "epoch_scale": 1.0}})
+            unlearn = Run("unlearn", {**base, "split": {"scenario": scenario, "count": 1, "role": "test"}})
+            evaluation = Run("evaluate", {**unlearn.config, "subject": unlearn.key, "retrain": retrain.key})
+            store.ensure([retrain, tune, unlearn, evaluation])
+            store.mark_done(retrain, {}, {}, 10.0)
+            store.mark_done(tune, {"avg_gap": gap, "overrides": overrides[0] if overrides else {},
+                                   "unlearn_seconds": 10.0 * ratio}, {}, 10.0 * ratio)
+            store.mark_done(evaluation, {"avg_gap_pp": 50.0 - gap, "metrics": {"time": {"ratio": ratio}}}, {}, 1.0)
 
 
 def test_auto_from_keeps_two_configurations_of_a_method_apart_and_runs_the_better_one(
@@ -489,6 +494,20 @@ def test_auto_from_ranks_against_the_papers_retrain_when_a_folder_holds_both_kin
     assert choice_table_from_runs(tmp_path / "steps_only")["choices"]["kws"]["speaker"]["method"] == "neggrad+"
 
 
+def test_auto_from_a_folder_without_tuning_runs_asks_for_them(tmp_path):
+    from speech_unlearning.experiments.plan import Run
+    from speech_unlearning.experiments.store import ResultStore
+
+    with ResultStore.in_folder(tmp_path / "runs") as store:  # test-split evaluations only
+        run = Run("evaluate", {"task": "kws", "method": "scrub", "split": {"scenario": "class", "count": 1, "role": "test"}})
+        store.ensure([run])
+        store.mark_done(run, {"avg_gap_pp": 1.0}, {}, 1.0)
+    status, _, stderr = run_cli(["forget", "--auto-from", str(tmp_path / "runs"), "--export-choice",
+                                 str(tmp_path / "c.json")])
+    assert status == 2 and "no finished tuning run" in stderr and "--tune" in stderr
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_auto_from_a_folder_without_results_names_the_option_and_the_folder(tmp_path):
     status, _, stderr = run_cli(["forget", "--auto-from", str(tmp_path), "--export-choice", str(tmp_path / "c.json")])
     assert status == 2
@@ -500,13 +519,14 @@ def test_auto_from_picks_the_lowest_gap_within_the_time_limit(tmp_path, fsdd_ori
     _fake_benchmark(tmp_path / "runs", [
         ("kws", "speaker", "scrub", 9.0, 0.5), ("kws", "speaker", "scrub", 11.0, 0.5),
         ("kws", "speaker", "neggrad+", 6.0, 0.8), ("kws", "speaker", "salun", 2.0, 1.7),  # salun: too slow
-        ("kws", "speaker", "retrain", 0.0, 1.0), ("kws", "class", "gradascent", 4.0, 0.1),
+        ("kws", "class", "gradascent", 4.0, 0.1),
     ])  # fmt: skip
     table = choice_table_from_runs(tmp_path / "runs")
     speaker = table["choices"]["kws"]["speaker"]
     assert speaker["method"] == "neggrad+" and speaker["avg_gap_pp"] == 6.0
     assert speaker["candidates"]["scrub"]["avg_gap_pp"] == 10.0
-    assert speaker["candidates"]["salun"]["within_time_limit"] is False and "retrain" not in speaker["candidates"]
+    assert speaker["candidates"]["salun"]["within_time_limit"] is False
+    assert "validation" in table["provenance"]["source"]  # the test-split evaluations score the other way round
     assert table["provenance"]["preset"] == "unit"
 
     original, _, _ = fsdd_original

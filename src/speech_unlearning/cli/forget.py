@@ -42,10 +42,11 @@ sample, keyword -> class, speaker -> speaker in kws / class in sid; a mix: the f
 speaker, sample) and the checkpoint's task:
 the lowest mean Avg. Gap to Retrain among methods no slower than Retrain. By default from the
 table shipped in speech_unlearning/forgetting/method_choice.json (its "provenance" says which
-benchmark it came from; the shipped defaults are documented placeholders until regenerated);
-with --auto-from RUN_DIR, from your own `speech-unlearn bench` results (RUN_DIR/runs.sqlite),
-preferring runs of the checkpoint's backbone. --auto-from RUN_DIR --export-choice FILE writes
-such a table (the shipped file's format) and exits.
+benchmark it came from); with --auto-from RUN_DIR, from the tuning runs of your own
+`speech-unlearn bench --tune` results (RUN_DIR/runs.sqlite: validation forget splits, never the
+reported test figures), preferring runs of the checkpoint's backbone; the chosen configuration's
+tuned settings come with it. --auto-from RUN_DIR --export-choice FILE writes such a table (the
+shipped file's format) and exits.
 """
 
 from __future__ import annotations
@@ -335,7 +336,7 @@ def export_choice(args: argparse.Namespace) -> int:
         raise ValueError("--export-choice needs --auto-from RUN_DIR (the benchmark run folder to read)")
     table = choice_table_from_runs(args.auto_from)
     if not table["choices"]:
-        raise ValueError(f"--auto-from {args.auto_from}: no finished evaluation of an unlearning method to choose from")
+        raise ValueError(f"--auto-from {args.auto_from}: no finished tuning run of an unlearning method to choose from")
     atomic_write_json(args.export_choice, table)
     for task, scenarios in table["choices"].items():
         for scenario, entry in scenarios.items():

@@ -1,8 +1,12 @@
-"""A `--method auto` choice table built from a benchmark run folder's results.
+"""A `--method auto` choice table built from a benchmark run folder's tuning runs.
 
-`choice_table_from_runs` ranks, per (task, scenario), every finished method configuration by its
-mean Avg. Gap to Retrain among those within the time limit, and returns a table in the shipped
-`forgetting/method_choice.json` format, which `forgetting.choice.choose_method` reads.
+`choice_table_from_runs` ranks, per (task, scenario), every method configuration the grid's
+tuning tried (`--tune`: each method's lr x epochs points on a *validation* forget split with its
+own Retrain) by its mean Avg. Gap to that Retrain, among those within the time limit, and returns
+a table in the shipped `forgetting/method_choice.json` format, which
+`forgetting.choice.choose_method` reads. The reported test cells never enter the choice: a
+table built from the figures it is then judged on would favour whichever method was luckiest on
+them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..forgetting.choice import CHOICE_FORMAT_VERSION, REGENERATE_HINT
 
-REFERENCE_METHODS = ("original", "retrain")  # benchmark rows that are references, not choices
 DEFAULT_MAX_TIME_RATIO = 1.0  # "within the time limit": no slower than retraining
 
 
@@ -23,8 +26,12 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return statistics.fmean(finite) if finite else None
 
 
+class NoTuningRuns(ValueError):
+    """The folder has results but no finished tuning run to choose from."""
+
+
 def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(one row per finished test-split evaluation of an unlearning method, the grid's config)."""
+    """(one row per finished tuning run of an unlearning method, the grid's config)."""
     from .report import EvaluationContext, variant_label
     from .store import ResultStore
 
@@ -33,25 +40,29 @@ def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]
     except FileNotFoundError as error:
         raise FileNotFoundError(f"--auto-from: {error}") from None
     with store:
-        records = store.records(stage="evaluate", status="done")
+        records = store.records(stage="tune", status="done")
+        retrain_seconds = {r.key: r.seconds for r in store.records(stage="retrain", status="done")}
         context = EvaluationContext.of(store)
         grid = store.get_meta("config", {}) or {}
+    if not records:
+        raise NoTuningRuns(
+            f"--auto-from {run_dir}: no finished tuning run; the choice is made on validation forget splits, "
+            "never on the reported test figures: run the grid with --tune (or --set tune=true) first")
     if any(context.retrain_kind_of(record) != "steps" for record in records):
         # Gaps to two kinds of Retrain are not comparable: rank against the paper's kind, unless
         # the folder holds only step-matched references.
         records = [record for record in records if context.retrain_kind_of(record) != "steps"]
     rows = []
     for record in records:
-        config, metrics = record.config, record.metrics or {}
-        split = config.get("split") or {}
-        if split.get("role", "test") != "test" or config.get("method") in REFERENCE_METHODS:
-            continue
-        method, overrides = config["method"], context.overrides_of(record)
+        config, summary = record.config, record.metrics or {}
+        method, overrides = config["method"], summary.get("overrides") or {}
+        reference = retrain_seconds.get(config.get("retrain"))
+        seconds = summary.get("unlearn_seconds")
         rows.append({
-            "task": config.get("task"), "scenario": split.get("scenario"), "method": method, "overrides": overrides,
-            "variant": variant_label(method, overrides),
-            "model": config.get("model"), "corpus": config.get("corpus"), "avg_gap_pp": metrics.get("avg_gap_pp"),
-            "time_ratio": ((metrics.get("metrics") or {}).get("time") or {}).get("ratio"),
+            "task": config.get("task"), "scenario": (config.get("split") or {}).get("scenario"), "method": method,
+            "overrides": overrides, "variant": variant_label(method, overrides),
+            "model": config.get("model"), "corpus": config.get("corpus"), "avg_gap_pp": summary.get("avg_gap"),
+            "time_ratio": seconds / reference if seconds is not None and reference else None,
         })  # fmt: skip
     return rows, grid
 
@@ -83,14 +94,14 @@ def _rank(rows: Sequence[Mapping[str, Any]], max_time_ratio: float) -> dict[str,
 def choice_table_from_runs(
     run_dir: str | Path, max_time_ratio: float = DEFAULT_MAX_TIME_RATIO, model: str | None = None
 ) -> dict[str, Any]:
-    """A method-choice table (the shipped file's format) from a benchmark run folder.
+    """A method-choice table (the shipped file's format) from a benchmark run folder's tuning runs.
 
-    For every (task, scenario) with finished evaluations: the method with the lowest mean Avg.
-    Gap to Retrain among those whose mean time / Retrain time is at most `max_time_ratio`
-    (References Original and Retrain are not candidates). Each configuration of a method
-    (`method_overrides`) is its own candidate, and the chosen one's overrides come with it. Runs
-    scored against a step-matched Retrain count only in a folder that has no other kind. With
-    `model`, only that backbone's runs count when the folder has any for the task.
+    For every (task, scenario) with finished tuning runs: the method configuration (a method at
+    one tuning point, with its `method_overrides`) with the lowest mean Avg. Gap to the validation
+    split's Retrain among those whose mean time / Retrain time is at most `max_time_ratio`; the
+    chosen configuration's overrides come with it. Runs scored against a step-matched Retrain
+    count only in a folder that has no other kind. With `model`, only that backbone's runs count
+    when the folder has any for the task. NoTuningRuns when the folder has none.
     """
     run_dir = Path(run_dir).expanduser()
     rows, grid = _candidate_rows(run_dir)
@@ -115,8 +126,9 @@ def choice_table_from_runs(
             "ratios": grid.get("ratios"),
             "max_time_ratio": max_time_ratio,
             "model_filter": model,
-            "criterion": "lowest mean Avg. Gap to Retrain (pp) among methods whose mean time / Retrain time "
-            f"<= {max_time_ratio:g}",
+            "source": "tuning runs on validation forget splits (the reported test cells are never read)",
+            "criterion": "lowest mean Avg. Gap to Retrain (pp) on the validation forget splits, among method "
+            f"configurations whose mean time / Retrain time <= {max_time_ratio:g}",
         },
         "regenerate": REGENERATE_HINT,
         "choices": choices,
