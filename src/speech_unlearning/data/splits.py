@@ -34,7 +34,7 @@ FORMAT_VERSION = 1
 SHOWN_NAMES = 12  # how many valid names or bad items an error message lists before abbreviating
 
 
-def _listing(names: Sequence[str], limit: int = SHOWN_NAMES) -> str:
+def listing(names: Sequence[str], limit: int = SHOWN_NAMES) -> str:
     """'a, b, c' or 'a, b, ... (and 40 more)' for error messages."""
     names = [str(name) for name in names]
     if len(names) <= limit:
@@ -171,10 +171,10 @@ def resolve_training_ids(corpus: Corpus, utterance_ids: Iterable[str]) -> np.nda
         else:
             positions.append(position)
     if unknown:
-        raise CorpusError(f"{corpus.name}: {len(unknown)} forget id(s) are not in the corpus: {_listing(unknown, 5)}")
+        raise CorpusError(f"{corpus.name}: {len(unknown)} forget id(s) are not in the corpus: {listing(unknown, 5)}")
     if not_training:
         raise CorpusError(
-            f"{corpus.name}: {len(not_training)} forget id(s) are not training items: {_listing(not_training, 5)}"
+            f"{corpus.name}: {len(not_training)} forget id(s) are not training items: {listing(not_training, 5)}"
         )
     return np.array(sorted(positions), dtype=np.int64)
 
@@ -239,17 +239,17 @@ def class_split(corpus: Corpus, classes: str | Iterable[str]) -> UnlearningSplit
     unknown = [name for name in names if name not in corpus.label_names]
     if unknown:
         raise CorpusError(
-            f"{corpus.name}: unknown class(es) {_listing([repr(n) for n in unknown])}; "
-            f"valid classes: {_listing(corpus.label_names)}"
+            f"{corpus.name}: unknown class(es) {listing([repr(n) for n in unknown])}; "
+            f"valid classes: {listing(corpus.label_names)}"
         )
     train = corpus.indices("train")
     labels = {corpus.label_names.index(name): name for name in names}
     positions = train[np.isin(corpus.labels[train], list(labels))]
     empty = [name for label, name in labels.items() if not np.any(corpus.labels[positions] == label)]
     if empty:
-        raise CorpusError(f"{corpus.name}: class(es) {_listing([repr(n) for n in empty])} have no training items")
+        raise CorpusError(f"{corpus.name}: class(es) {listing([repr(n) for n in empty])} have no training items")
     params = {"classes": sorted(names, key=corpus.label_names.index)}
-    return _make_split(corpus, "class", positions, params, f"classes {_listing(names)}")
+    return _make_split(corpus, "class", positions, params, f"classes {listing(names)}")
 
 
 def speaker_split(corpus: Corpus, speakers: str | Iterable[str]) -> UnlearningSplit:
@@ -259,18 +259,18 @@ def speaker_split(corpus: Corpus, speakers: str | Iterable[str]) -> UnlearningSp
     unknown = [name for name in names if name not in set(known)]
     if unknown:
         raise CorpusError(
-            f"{corpus.name}: unknown speaker(s) {_listing([repr(n) for n in unknown])}; "
-            f"valid speakers: {_listing(known)}"
+            f"{corpus.name}: unknown speaker(s) {listing([repr(n) for n in unknown])}; "
+            f"valid speakers: {listing(known)}"
         )
     train = corpus.indices("train")
     positions = train[np.isin(corpus.speakers[train], names)]
     empty = [name for name in names if not np.any(corpus.speakers[positions] == name)]
     if empty:
         raise CorpusError(
-            f"{corpus.name}: speaker(s) {_listing([repr(n) for n in empty])} have no training recordings "
+            f"{corpus.name}: speaker(s) {listing([repr(n) for n in empty])} have no training recordings "
             "(all in validation / test)"
         )
-    return _make_split(corpus, "speaker", positions, {"speakers": sorted(names)}, f"speakers {_listing(names)}")
+    return _make_split(corpus, "speaker", positions, {"speakers": sorted(names)}, f"speakers {listing(names)}")
 
 
 def files_split(corpus: Corpus, items: str | Iterable[str]) -> UnlearningSplit:
@@ -294,13 +294,13 @@ def files_split(corpus: Corpus, items: str | Iterable[str]) -> UnlearningSplit:
     if not_found:
         raise CorpusError(
             f"{corpus.name}: {len(not_found)} item(s) are neither utterance ids nor audio files of the corpus: "
-            f"{_listing([repr(i) for i in not_found], 5)}"
+            f"{listing([repr(i) for i in not_found], 5)}"
         )
     non_training = [corpus.utterances[p] for p in positions if corpus.utterances[p].split != "train"]
     outside = sorted({f"{u.utt_id} ({u.split})" for u in non_training})
     if outside:
         raise CorpusError(
-            f"{corpus.name}: {len(outside)} requested item(s) are not in the training set: {_listing(outside, 5)}"
+            f"{corpus.name}: {len(outside)} requested item(s) are not in the training set: {listing(outside, 5)}"
         )
     return _make_split(corpus, "files", positions, {"items": requested}, f"{len(requested)} listed item(s)")
 

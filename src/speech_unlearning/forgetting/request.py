@@ -37,7 +37,7 @@ import yaml
 
 from ..config import ConfigError, require
 from ..data.corpus import Corpus, CorpusError
-from ..data.splits import UnlearningSplit, corpus_path
+from ..data.splits import UnlearningSplit, corpus_path, listing as name_listing
 from ..io import sha256_json
 
 REQUEST_KINDS: tuple[str, ...] = ("keyword", "speaker", "files")  # also the priority of overlapping items
@@ -48,11 +48,8 @@ SHOWN_ITEMS = 20  # how many culprits an error message lists before abbreviating
 
 
 def listing(items: Sequence[str], limit: int = SHOWN_ITEMS) -> str:
-    """'a, b, c' or 'a, b, ... (and 40 more)' for messages."""
-    items = [str(item) for item in items]
-    if len(items) <= limit:
-        return ", ".join(items)
-    return f"{', '.join(items[:limit])}, ... (and {len(items) - limit} more)"
+    """'a, b, c' or 'a, b, ... (and 40 more)' for messages (data.splits.listing, longer)."""
+    return name_listing(items, limit)
 
 
 # ---------------------------------------------------------------------------------------------
