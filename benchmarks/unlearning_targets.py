@@ -7,7 +7,7 @@ compare with Retrain's). Prints Markdown.
     .venv/bin/python benchmarks/unlearning_targets.py RUN_DIR [RUN_DIR ...] [--method calibrated]
 
 A method run with `method_overrides` is its own row, named with them ("calibrated
-[heldout_warp=0.2]"; pass that name to `--method` to check it). Several run folders are pooled,
+[pull_tolerance=0]"; pass that name to `--method` to check it). Several run folders are pooled,
 e.g. a preset's grid and a grid of extra seeds run with `--set seeds=...` (their cells must
 differ in seed or split, as such grids do).
 

@@ -32,7 +32,8 @@ from speech_unlearning.methods.base import dataclass_fields
 from speech_unlearning.models import plain, registry
 from speech_unlearning.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from speech_unlearning.models.export import ExportError, export_model
-from speech_unlearning.models.hf_classifier import ARCHITECTURES, HFImportError, hf_network, import_hf_classifier
+from speech_unlearning.models.hf_classifier import ARCHITECTURES, HFImportError, hf_network
+from speech_unlearning.models.hf_import import import_hf_classifier
 from speech_unlearning.models.registry import create_model
 from speech_unlearning.training.data import ArrayData
 from speech_unlearning.training.loop import TrainConfig

@@ -146,7 +146,7 @@ def recipe(args: argparse.Namespace):
 
 def imported_model(args: argparse.Namespace, corpus, spec):
     """(model, description of the source) for the chosen source, labels in the corpus's order."""
-    from ..models.hf_classifier import import_hf_classifier
+    from ..models.hf_import import import_hf_classifier
     from ..models.plain import import_factory, import_torchscript
 
     freeze = None if args.freeze_feature_encoder is None else args.freeze_feature_encoder == "yes"

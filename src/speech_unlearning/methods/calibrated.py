@@ -1,69 +1,17 @@
 """Calibrated forgetting (ours): make Df look exactly as unseen data looks to the model, no more.
 
-A retrained model is not wrong on Df; it treats Df as it treats any recording it never saw.
-Baselines miss that target from both sides: ascent methods (GradAscent, SCRUB's max step)
-overshoot and damage Dr, relabelling methods (RandLabel, SalUn) barely move Df. This method
-aims at the target itself, and needs no retrained model to know it:
-
-- **Labels still served** (sample and speaker unlearning): the loss distribution that unseen
-  data has under the original model is measured once on the validation split (held-out data,
-  never Dtest). In every forget batch the per-sample losses are ranked and each is pulled,
-  with a smooth-L1 penalty, to the held-out loss of the same quantile: memorised recordings
-  (loss near 0) are pushed up until they sit where unseen ones sit, and none is pushed past it.
-  That is the "structured", sample-by-sample curriculum the paper asks for, with its threshold
-  taken from data rather than from a running mean.
-- **Labels no longer served** (class unlearning; a speaker in speaker ID): a model retrained
-  without a class never predicts it and spreads its mass over the classes that look alike. The
-  target for such a recording is the original model's softened output with the forgotten
-  classes removed and the rest renormalised; the loss is the KL to that target. When every
-  forget label is dropped, only the linear head learns (the embeddings are computed frozen, in
-  eval mode): removing a class is a change of the decision layer, and moving the whole network
-  for it cost the remaining classes 10-15 points of accuracy on the validation split. Of the
-  head, only the dropped classes' rows learn: the others keep the original's values, so each
-  recording goes to the class the original ranks next, and the remaining classes' boundaries
-  do not move. Training every row instead (Adam moves each weight by about the lr per step,
-  whatever its gradient) cost up to 7 points of Dr accuracy; over the eight class cells of the
-  quick and fsdd grids the mean validation Avg. Gap was 1.03 pp with every row, 0.79 with the
-  dropped rows only.
-- **Dr** keeps the original's behaviour by distillation (T²-scaled KL, as SCRUB's min step,
-  to the original's output with any dropped class masked out) plus cross-entropy, on one retain
-  batch paired with every forget batch.
-
-Every pass goes over Df once (with as many retain batches), so the cost scales with |Df|, not
-|D|: one epoch is one pass when the network pulls, `head_passes` passes over cached embeddings
-when only the head learns (then Dr is one pass's worth of rows, drawn once). When every forget
-label is still served, Df is scored whole, in eval mode, before each pass; once its mean pull is
-below `pull_tolerance` times the held-out median loss, Df already looks as unseen data looks and
-the run ends (possibly before its first step, returning the original). The original's pull
-starts at 0.02-0.15 of that median on the embedded corpus's keyword model, which barely
-memorises, and at 0.64-0.96 on its speaker model, which does; 8 passes of pulling in the first
-case cost 15-21 % of a retraining and moved nothing beyond noise.
-Defaults (chosen on the validation split of the quick and fsdd grids; see the notebook
-docs/research/2026-12-05-benchmark-notebook.md):
-AdamW (weight decay 1e-4) for the whole network at lr 5e-4 for one epoch, 32 retain rows per
-forget batch. One epoch is what fits under 5 % of a retraining's time in every speaker-ID sample
-cell (two epochs took up to 7.3 %); over those 15 cells (five seeds × 1/5/10 %) the one-epoch lr
-that scored best on validation was 4.5e-4 to 6e-4 (per-run Avg. Gap 4.4-4.5 pp, gap of the means
-1.7-2.0 pp), against 5.8 / 3.7 at 3e-4 (too little pull) and 9.1 / 8.7 at 1e-3, which knocks Dr
-down before Df moves. Each step's gradient is clipped to norm 1: the pull's gradients are
-larger, so in effect every step is normalised (clipping at 0.3 scores identically); on the same
-cells this lowered the validation gap in all 9 cells of several steps (4.50 → 4.13 pp per run,
-1.70 → 1.51 of the means); the 6 single-step cells and the 20 class cells scored the same. For
-the head alone: lr 3e-2, 8 passes, dropped rows only. T = 2, retain weights 1 (KL) and 0.5 (CE),
-Huber β = 1, pull tolerance 0.2 (between the two ranges above, from the unlearning logs of the
-quick grid, which see no test data).
-Two options are off by default, because neither helped on validation against both references
-(the notebook, "Restricting the pull, or repairing after it"): `saliency_ratio` lets the pull
-move only the weights most salient for Df, as SalUn does, and `repair_share` follows each
-pulling pass with steps on Dr alone.
-A third, `heldout_warp`, is for speaker requests whose validation speakers all appear in training
-(FSDD): there the validation split shows how the model treats new takes of voices it knows, not a
-voice it never heard, so the Original's Df already sits at its quantiles and nothing is pulled.
-With it, the target is the Original's losses on the validation recordings with their vocal tract
-warped (`data.features.warp_vocal_tract`), voices no training recording has. On FSDD keyword
-speaker requests it halves the gap to Retrain, but the pull then takes 6-9 % of a retraining's time
-and costs 4 points of Dr and 6 of the other speakers' test accuracy, so it is off
-(the notebook, "An unseen-voice reference for speaker requests").
+A retrained model treats Df as any recording it never saw: ascent methods overshoot that target,
+relabelling methods barely move Df. This method aims at the target itself.
+- Labels still served (sample requests; a speaker in KWS): each forget loss, ranked in its batch,
+  is pulled (smooth-L1) to the original's validation loss at the same quantile. Df is scored whole
+  before each pass; once its mean pull is below `pull_tolerance` × the held-out median loss, the
+  run ends (possibly before its first step, returning the original).
+- Labels no longer served (class requests; a speaker in speaker ID): only the head's rows of the
+  dropped classes learn, on cached frozen embeddings, towards the original's output with those
+  classes masked out, so each recording goes to the class the original ranks next.
+- Dr: T²-scaled distillation plus CE, one Dr batch per Df batch, so the cost scales with |Df|.
+Defaults were chosen on validation data only; the figures, and the options not kept, are in
+docs/research/2026-12-05-calibrated-options-not-kept.md and the benchmark notebook beside it.
 """
 
 from __future__ import annotations
@@ -77,51 +25,17 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError, require
-from ..data.features import warp_vocal_tract
 from ..training.data import ArrayData
-from ..training.loop import evaluation_mode, per_sample_loss, predict_logits
-from .base import AdamWMethodConfig, Batch, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
+from ..training.loop import per_sample_loss
+from .base import AdamWMethodConfig, Batch, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
-from .saliency import FrozenCoordinates, freeze_all_but_top, salient_weights
-from .streams import paired_pass, random_retain_subset, retain_sample_pass
+from .model_outputs import EmbeddingCache, sorted_losses
+from .saliency import FrozenWeightsMethod, rows_fixed_but
+from .streams import paired_pass, random_retain_subset
 
 # A dropped class's teacher logit: finite, so 0·log 0 terms stay 0 rather than NaN, and far
 # enough below any real logit that its softmax probability is exactly 0 in float32.
 MASKED_LOGIT = -1e4
-
-
-class EmbeddingCache:
-    """Embeddings of a frozen body by corpus position, filled as recordings are first seen."""
-
-    def __init__(self, size: int, device: torch.device):
-        self.filled = torch.zeros(size, dtype=torch.bool, device=device)
-        self.values: torch.Tensor | None = None
-
-    def lookup(self, batch: Batch, model: torch.nn.Module) -> torch.Tensor:
-        """`model.embed` (eval mode, no gradients) of the batch's rows, computed for new rows only."""
-        rows = torch.as_tensor(batch.indices, device=self.filled.device)
-        missing = ~self.filled[rows]
-        if missing.any():
-            with evaluation_mode(model):
-                fresh = model.embed(batch.inputs[missing])
-            if self.values is None:
-                self.values = torch.zeros(len(self.filled), fresh.shape[1], dtype=fresh.dtype, device=fresh.device)
-            self.values[rows[missing]] = fresh
-            self.filled[rows[missing]] = True
-        return self.values[rows]
-
-
-def sorted_losses(model: torch.nn.Module, data: ArrayData, device: torch.device) -> torch.Tensor:
-    """`model`'s per-sample losses on `data` (eval mode, no gradients), ascending, on `device`."""
-    logits = torch.from_numpy(predict_logits(model, data)).to(device)
-    labels = torch.from_numpy(np.asarray(data.labels[data.indices], dtype=np.int64)).to(device)
-    return torch.sort(per_sample_loss(logits, labels)).values
-
-
-def warped_view(data: ArrayData, factor: float) -> ArrayData:
-    """`data`'s recordings, their vocal tract warped by `factor` (`warp_vocal_tract`), labels kept."""
-    recordings = warp_vocal_tract(np.asarray(data.features[data.indices]), factor)
-    return ArrayData(recordings, data.labels[data.indices], np.arange(len(data)))
 
 
 @dataclass
@@ -135,44 +49,17 @@ class CalibratedConfig(AdamWMethodConfig):
     batch_size: int = field(default=32, metadata={"help": "Dr examples paired with each forget batch"})
     forget_batch_size: int = field(default=32, metadata={"help": "forget examples per step"})
     max_grad_norm: float | None = field(
-        default=1.0,
-        metadata={"help": "clip each step's gradient norm to this; the pull's norms exceed it, so every step moves "
-                          "the network alike. None = no clipping"},
+        default=1.0, metadata={"help": "clip each step's gradient norm (the pull's norms exceed it); None = off"}
     )
     temperature: float = field(default=2.0, metadata={"help": "softening T of the Dr distillation (SCRUB's 2)"})
     retain_kl_weight: float = field(default=1.0, metadata={"help": "weight of T²·KL(original ‖ model) on Dr"})
     retain_ce_weight: float = field(default=0.5, metadata={"help": "weight of cross-entropy on Dr"})
     huber_beta: float = field(default=1.0, metadata={"help": "smooth-L1 β of the loss-to-quantile pull (nats)"})
     head_rows: Literal["dropped", "all"] = field(
-        default="dropped",
-        metadata={"help": "when only the head learns: train only the dropped classes' rows (the others stay "
-                          "the original's) or every row"},
-    )
-    saliency_ratio: float = field(
-        default=1.0,
-        metadata={"help": "share of the weights the pull may move, the most salient for Df as in SalUn; the rest "
-                          "stay the original's. 1 = every weight"},
-    )
-    saliency_from: Literal["forget_pass", "first_step"] = field(
-        default="forget_pass",
-        metadata={"help": "rank weights by the gradient of Df's loss over one extra pass over Df (SalUn's way), or "
-                          "by the first pulling step's own gradient (no extra pass)"},
-    )
-    repair_share: float = field(
-        default=0.0,
-        metadata={"help": "after each pulling pass, this share of its steps again on Dr alone (distillation + CE) "
-                          "to mend what the pull cost Dr; 0 = none"},
-    )
-    heldout_warp: float = field(
-        default=0.0,
-        metadata={"help": "for speaker requests whose validation speakers are all training speakers: calibrate "
-                          "against voices the model never heard, the validation recordings with their vocal tract "
-                          "warped by 1 + w and 1 - w (frequency axis); 0 = as recorded"},
+        default="dropped", metadata={"help": "when only the head learns: train the dropped classes' rows, or every row"}
     )
     pull_tolerance: float = field(
-        default=0.2,
-        metadata={"help": "stop once an epoch's mean pull is below this fraction of the held-out median loss; "
-                          "0 = run every epoch"},
+        default=0.2, metadata={"help": "stop once Df's mean pull < this × the held-out median loss; 0 = never stop"}
     )
 
     def __post_init__(self) -> None:
@@ -185,17 +72,17 @@ class CalibratedConfig(AdamWMethodConfig):
         require(self.head_lr > 0, "head_lr", f"must be positive, got {self.head_lr}")
         require(self.huber_beta > 0, "huber_beta", f"must be positive, got {self.huber_beta}")
         require(self.pull_tolerance >= 0, "pull_tolerance", f"must be >= 0, got {self.pull_tolerance}")
-        require(0 < self.saliency_ratio <= 1, "saliency_ratio", f"must be in (0, 1], got {self.saliency_ratio}")
-        require(self.repair_share >= 0, "repair_share", f"must be >= 0, got {self.repair_share}")
-        require(0 <= self.heldout_warp < 1, "heldout_warp", f"must be in [0, 1), got {self.heldout_warp}")
 
 
 @register_method("calibrated")
-class Calibrated(Method):
+class Calibrated(FrozenWeightsMethod):
     summary = "pull Df's per-sample losses to the held-out loss quantiles (masked KL for dropped classes); distil Dr"
     # Df's losses pulled to the quantiles of held-out losses: both sides of a loss attack.
     objective_reads = ("forget_loss", "heldout_loss")
     config_class = CalibratedConfig
+
+    retain_rows: ArrayData | None = None  # the Dr rows every pass draws from (None: all of Dr)
+    heldout_median: float | None = None  # the pull's scale, measured only when the pull runs
 
     def setup(self, ctx: UnlearnContext) -> None:
         retained = np.unique(ctx.retain.labels[ctx.retain.indices])
@@ -205,61 +92,40 @@ class Calibrated(Method):
         forget_labels = torch.from_numpy(ctx.forget.labels[ctx.forget.indices]).to(ctx.device)
         self.head_only = bool(self.dropped[forget_labels].all())
         self.pull_only = not bool(self.dropped[forget_labels].any())  # the forget loss is the pull alone
-        self.heldout_median = None  # the held-out losses are the pull's target, needed only when it runs
-        if not self.head_only:
-            if ctx.validation is None or len(ctx.validation) == 0:
-                raise ConfigError("method calibrated: needs held-out validation data to calibrate against")
-            self.heldout_losses = self.sorted_heldout_losses(ctx)
-            self.heldout_median = float(self.heldout_losses.median())
-        self.frozen = None  # weights held at the original's values (FrozenCoordinates)
-        self.retain_rows = None  # Dr rows every pass draws from (None: all of Dr)
-        masked_pull = not self.head_only and ctx.config.saliency_ratio < 1
-        self.mask_at_first_step = masked_pull and ctx.config.saliency_from == "first_step"
-        if masked_pull and not self.mask_at_first_step:
-            self.frozen = salient_weights(ctx, ctx.config.forget_batch_size, ctx.config.saliency_ratio)
-        if self.head_only:  # only the head receives gradients, so only it moves
-            for group in ctx.optimizer.param_groups:
-                group["lr"] = ctx.config.head_lr
-            if ctx.config.head_rows == "dropped":  # a row of the head is a class: only the dropped ones move
-                self.frozen = FrozenCoordinates(
-                    [(p, self.dropped.view(-1, *[1] * (p.dim() - 1)).expand_as(p)) for p in ctx.model.head.parameters()]
-                )
-            self.embedding_caches = {True: EmbeddingCache(len(ctx.forget.features), ctx.device),
-                                     False: EmbeddingCache(len(ctx.retain.features), ctx.device)}
-            self.retain_rows = self.retain_subset(ctx)
+        if self.head_only:
+            self.setup_head_step(ctx)
+        else:
+            self.setup_pull(ctx)
         ctx.log.append({"phase": "calibrate", "dropped_classes": dropped.tolist(), "head_only": self.head_only,
                         "heldout_median_nats": self.heldout_median})  # fmt: skip
 
-    @staticmethod
-    def retain_subset(ctx: UnlearnContext) -> ArrayData:
-        """One pass's worth of Dr rows, drawn once: when only the head learns, every pass pairs Df
-        with these (their embeddings cached), so Dr costs one pass of embedding, not all of Dr."""
+    def setup_pull(self, ctx: UnlearnContext) -> None:
+        """The pull's target: the original's per-sample losses on held-out data, ascending."""
+        if ctx.validation is None or len(ctx.validation) == 0:
+            raise ConfigError("method calibrated: needs held-out validation data to calibrate against")
+        self.heldout_losses = sorted_losses(ctx.original, ctx.validation, ctx.device)
+        self.heldout_median = float(self.heldout_losses.median())
+
+    def setup_head_step(self, ctx: UnlearnContext) -> None:
+        """Only the head learns, on the frozen body's cached embeddings. Every pass pairs Df with the
+        same Dr rows, one pass's worth drawn once, so Dr costs one pass of embedding, not all of Dr."""
         cfg = ctx.config
+        for group in ctx.optimizer.param_groups:
+            group["lr"] = cfg.head_lr
+        if cfg.head_rows == "dropped":  # a row of the head is a class: only the dropped ones move
+            self.frozen = rows_fixed_but(ctx.model.head.parameters(), self.dropped)
+        self.embedding_caches = {True: EmbeddingCache(len(ctx.forget.features), ctx.device),
+                                 False: EmbeddingCache(len(ctx.retain.features), ctx.device)}
         rows_per_pass = math.ceil(len(ctx.forget) / cfg.forget_batch_size) * cfg.batch_size
-        return random_retain_subset(ctx, rows_per_pass)
-
-    def before_step(self, ctx: UnlearnContext) -> None:
-        """Frozen weights (retained classes' head rows, or non-salient weights) get no gradient."""
-        if self.mask_at_first_step and self.frozen is None:  # the first step's gradient ranks the weights
-            gradients = {name: p.grad for name, p in ctx.trainable_parameters() if p.grad is not None}
-            self.frozen = freeze_all_but_top(ctx, gradients, ctx.config.saliency_ratio)
-        if self.frozen is not None:
-            self.frozen.mask_gradients()
-
-    def after_step(self, ctx: UnlearnContext) -> None:
-        """Undo weight decay on the frozen weights, so they stay the original's exactly."""
-        if self.frozen is not None:
-            self.frozen.restore(ctx.optimizer)
+        self.retain_rows = random_retain_subset(ctx, rows_per_pass)
 
     def outputs(self, ctx: UnlearnContext, batch: Batch, with_teacher: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(working logits, original logits with dropped classes masked, or None) for `batch`.
-
-        When only the head learns, the body is the original's, frozen and in eval mode (batch-norm
-        statistics untouched), so its embeddings serve both heads and never change: each
-        recording's embedding is computed once and reused in every later epoch.
-        """
+        """(working logits, original logits with dropped classes masked, or None) for `batch`. When only
+        the head learns, the body is the original's, frozen and in eval mode (batch-norm statistics
+        untouched): its embeddings serve both heads and never change, so each is computed once."""
         if self.head_only:
-            embeddings = self.frozen_embeddings(ctx, batch)
+            cache = self.embedding_caches[bool(batch.is_forget[0])]  # Df and Dr may index different arrays
+            embeddings = cache.lookup(batch, ctx.model)
             with torch.no_grad():
                 teacher = ctx.original.head(embeddings) if with_teacher else None
             logits = ctx.model.head(embeddings)
@@ -270,37 +136,13 @@ class Calibrated(Method):
         # original can tell: no mass on a class it never saw.
         return logits, None if teacher is None else teacher.masked_fill(self.dropped, MASKED_LOGIT)
 
-    def frozen_embeddings(self, ctx: UnlearnContext, batch: Batch) -> torch.Tensor:
-        """The frozen body's embeddings (B, D) of the batch's recordings, each computed once."""
-        cache = self.embedding_caches[bool(batch.is_forget[0])]  # Df and Dr may index different arrays
-        return cache.lookup(batch, ctx.model)
-
-    @staticmethod
-    def sorted_heldout_losses(ctx: UnlearnContext) -> torch.Tensor:
-        """The original model's per-sample losses on the validation split, ascending (warped if asked)."""
-        warp = ctx.config.heldout_warp
-        if warp == 0:
-            return sorted_losses(ctx.original, ctx.validation, ctx.device)
-        # Every other recording gets a shorter vocal tract (1 + w), the rest a longer one (1 - w):
-        # one pass over the split, and a target that favours neither direction.
-        shorter = ctx.validation.subset(np.arange(0, len(ctx.validation), 2))
-        longer = ctx.validation.subset(np.arange(1, len(ctx.validation), 2))
-        voices = [warped_view(shorter, 1 + warp), warped_view(longer, 1 - warp)]
-        losses = [sorted_losses(ctx.original, voice, ctx.device) for voice in voices if len(voice)]
-        return torch.sort(torch.cat(losses)).values
-
     def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         cfg = ctx.config
         if self.pull_reached(ctx, epoch):
             return []
         one_pass = paired_pass(ctx, cfg.forget_batch_size, cfg.batch_size, self.paired_loss, over="forget",
                                retain_data=self.retain_rows)
-        if self.head_only:
-            return [one_pass] * cfg.head_passes
-        repair_steps = int(one_pass.num_batches * cfg.repair_share)
-        if repair_steps == 0:
-            return [one_pass]
-        return [one_pass, retain_sample_pass(ctx, repair_steps, cfg.batch_size, self.repair_loss, name="repair")]
+        return [one_pass] * cfg.head_passes if self.head_only else [one_pass]
 
     def pull_reached(self, ctx: UnlearnContext, epoch: int) -> bool:
         """True when the whole of Df already sits at its held-out quantiles (every check is logged)."""
@@ -314,11 +156,9 @@ class Calibrated(Method):
         return reached
 
     def forget_pull(self, ctx: UnlearnContext) -> float:
-        """Mean smooth-L1 distance of Df's losses, ranked, to the held-out losses of the same rank.
-
-        The model is scored in eval mode on all of Df at once, as the evaluation will see it: a
-        training batch's statistics, and matching 32 losses to quantiles, both add noise.
-        """
+        """Mean smooth-L1 distance of Df's losses, ranked, to the held-out losses of the same rank,
+        with all of Df scored at once in eval mode, as the evaluation will see it (a training batch's
+        statistics, and matching 32 losses to quantiles, both add noise)."""
         ranked = sorted_losses(ctx.model, ctx.forget, ctx.device)
         targets = self.heldout_at_ranks(torch.arange(len(ranked), device=ranked.device))
         return float(F.smooth_l1_loss(ranked, targets, beta=ctx.config.huber_beta))
@@ -331,9 +171,6 @@ class Calibrated(Method):
 
     def paired_loss(self, ctx: UnlearnContext, batch: PairedBatch) -> list[Term]:
         return self.forget_terms(ctx, batch.forget) + [self.retain_term(ctx, batch.retain)]
-
-    def repair_loss(self, ctx: UnlearnContext, batch: Batch) -> list[Term]:
-        return [self.retain_term(ctx, batch)]
 
     def forget_terms(self, ctx: UnlearnContext, batch: Batch) -> list[Term]:
         labels = batch.labels

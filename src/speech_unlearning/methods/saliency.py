@@ -1,19 +1,21 @@
 """Weight saliency for forgetting, and keeping chosen weights exactly where they started.
 
-SalUn trains only the weights whose forget-loss gradient is largest; Calibrated can restrict its
-pull the same way, and keeps the head rows of retained classes fixed. Both need the same
-guarantee: a weight that may not move ends the run bit-identical to its starting value, which
-gradient masking alone does not give (weight decay and momentum still move it: the SalUn
-reference's bug, fixed in its PR #33).
+SalUn trains only the weights whose forget-loss gradient is largest; Calibrated keeps the head
+rows of retained classes fixed. Both need the same guarantee: a weight that may not move ends
+the run bit-identical to its starting value, which gradient masking alone does not give (weight
+decay and momentum still move it: the SalUn reference's bug, fixed in its PR #33).
+`FrozenWeightsMethod` gives a method that guarantee around every optimiser step.
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import torch
 from torch import nn
 
 from ..training.loop import per_sample_loss
-from .base import UnlearnContext
+from .base import Method, UnlearnContext
 
 
 def forget_gradients(ctx: UnlearnContext, batch_size: int) -> dict[str, torch.Tensor]:
@@ -84,3 +86,24 @@ class FrozenCoordinates:
                 for value in optimizer.state.get(parameter, {}).values():
                     if torch.is_tensor(value) and value.shape == parameter.shape:
                         value.masked_fill_(~mask, 0)
+
+
+def rows_fixed_but(parameters: Iterable[nn.Parameter], movable_rows: torch.Tensor) -> FrozenCoordinates:
+    """Every row (first index) of each parameter held fixed but those `movable_rows` (bool) marks:
+    for a linear head a row is a class, so only the chosen classes' weights and biases move."""
+    return FrozenCoordinates([(p, movable_rows.view(-1, *[1] * (p.dim() - 1)).expand_as(p)) for p in parameters])
+
+
+class FrozenWeightsMethod(Method):
+    """A method whose `frozen` weights (FrozenCoordinates; None = none) get no gradient and are
+    restored after every optimiser step, so they end the run exactly where they started."""
+
+    frozen: FrozenCoordinates | None = None
+
+    def before_step(self, ctx: UnlearnContext) -> None:
+        if self.frozen is not None:
+            self.frozen.mask_gradients()
+
+    def after_step(self, ctx: UnlearnContext) -> None:
+        if self.frozen is not None:
+            self.frozen.restore(ctx.optimizer)

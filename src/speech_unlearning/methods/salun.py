@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ..config import require
 from .base import UnlearnContext, register_method
 from .randlabel import RandLabel, RandLabelConfig
-from .saliency import salient_weights
+from .saliency import FrozenWeightsMethod, salient_weights
 
 
 @dataclass
@@ -34,7 +34,7 @@ class SalUnConfig(RandLabelConfig):
 
 
 @register_method("salun")
-class SalUn(RandLabel):
+class SalUn(FrozenWeightsMethod, RandLabel):
     summary = "RandLabel on the top-50% weights by forget-gradient saliency; the rest stay bit-identical"
     # RandLabel's objective; the saliency mask reads Df's loss gradient, not its value.
     objective_reads = ()
@@ -42,9 +42,3 @@ class SalUn(RandLabel):
 
     def setup(self, ctx: UnlearnContext) -> None:
         self.frozen = salient_weights(ctx, ctx.config.batch_size, ctx.config.mask_ratio)
-
-    def before_step(self, ctx: UnlearnContext) -> None:
-        self.frozen.mask_gradients()
-
-    def after_step(self, ctx: UnlearnContext) -> None:
-        self.frozen.restore(ctx.optimizer)
