@@ -79,7 +79,7 @@ import torch.nn.functional as F
 from ..config import ConfigError, require
 from ..data.features import warp_vocal_tract
 from ..training.data import ArrayData
-from ..training.loop import evaluation_mode, per_sample_loss, predict_logits
+from ..training.inference import evaluation_mode, per_sample_loss, predict_logits
 from .base import AdamWMethodConfig, Batch, Method, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
 from .saliency import FrozenCoordinates, freeze_all_but_top, salient_weights

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import UnlearnContext
 
 
