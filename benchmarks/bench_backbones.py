@@ -9,7 +9,7 @@ For every registered real-size transformer backbone (`speech-unlearn` model name
 with random weights unless --model-dir holds a local copy (`<model-dir>/<hub name>`, e.g.
 /models/facebook/wav2vec2-base, or `<model-dir>/<model name>`), and times:
 
-- train: `training.loop.fit`, the transformer recipe (AdamW, linear warm-up and decay) for
+- train: `training.trainer.fit`, the transformer recipe (AdamW, linear warm-up and decay) for
   --steps optimiser steps of --batch-size clips;
 - unlearn: `methods.unlearn` with --method (default neggrad+) capped at --steps steps,
   forgetting a tenth of the clips.
@@ -43,8 +43,9 @@ from speech_unlearning.methods import split_method_name, unlearn
 from speech_unlearning.methods.base import dataclass_fields
 from speech_unlearning.models.registry import create_model, model_info, model_names
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import fit, select_device
 from speech_unlearning.training.recipes import TRANSFORMER_RECIPE
+from speech_unlearning.training.runtime import select_device
+from speech_unlearning.training.trainer import fit
 
 TRANSFORMER_FAMILIES = ("whisper", "wav2vec2", "hubert")
 SAMPLE_RATE = 16_000

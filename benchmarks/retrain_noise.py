@@ -22,7 +22,7 @@ import torch
 from grid_cells import describe_gap, grid_cells, mean_std
 from speech_unlearning.evaluation import evaluate_unlearning, gap_of_means
 from speech_unlearning.experiments.stages import TUNE_METRICS
-from speech_unlearning.training.loop import TrainConfig
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.recipes import train_original
 
 SEED_OFFSET = 1000

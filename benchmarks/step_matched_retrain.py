@@ -35,8 +35,9 @@ from grid_cells import describe_gap, grid_cells, mean_std
 from speech_unlearning.evaluation import evaluate_unlearning, gap_to_retrain
 from speech_unlearning.evaluation.gap import flatten, mean_table
 from speech_unlearning.experiments.stages import TUNE_METRICS
-from speech_unlearning.training.loop import TrainConfig, step_matched_epochs
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.recipes import train_original
+from speech_unlearning.training.trainer import step_matched_epochs
 
 COMPARISONS = {
     "original_vs_retrain": "Original vs Retrain",

@@ -30,7 +30,7 @@ from speech_unlearning.experiments.plan import load_methods
 from speech_unlearning.experiments.stages import TUNE_METRICS, ValidationAsTest
 from speech_unlearning.methods import parse_method_config, split_method_name, unlearn
 from speech_unlearning.registry import UnknownNameError
-from speech_unlearning.training.loop import TrainConfig
+from speech_unlearning.training.config import TrainConfig
 
 
 def parse_args() -> argparse.Namespace:

@@ -256,8 +256,8 @@ def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_pa
     the Retrain runs about twice the Original's epochs, so both take as many optimiser steps."""
     from speech_unlearning.experiments.stages import STAGE_FUNCTIONS
     from speech_unlearning.models.checkpoint import load_checkpoint
-    from speech_unlearning.training.loop import step_matched_epochs
     from speech_unlearning.training.recipes import default_train_config
+    from speech_unlearning.training.trainer import step_matched_epochs
 
     config = small_config(tasks=("sid",), scenarios=("sample",), ratios=(0.5,), epochs=2, retrain_match="steps",
                           model_options={"sid-xvector": {"channels": 16, "embedding_dim": 16, "stats_channels": 32}})

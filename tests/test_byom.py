@@ -35,8 +35,8 @@ from speech_unlearning.models.export import ExportError, export_model
 from speech_unlearning.models.hf_classifier import ARCHITECTURES, HFImportError, hf_network
 from speech_unlearning.models.hf_import import import_hf_classifier
 from speech_unlearning.models.registry import create_model
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import TrainConfig
 from speech_unlearning.training.recipes import checkpoint_metadata
 
 DIGIT_WORDS = {"0": "zero", "1": "one", "2": "two"}

@@ -19,8 +19,10 @@ import torch
 from speech_unlearning.config import ConfigError
 from speech_unlearning.methods import unlearn
 from speech_unlearning.models.registry import create_model
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import TrainConfig, accuracy, evaluation_mode, fit, per_sample_loss
+from speech_unlearning.training.inference import accuracy, evaluation_mode, per_sample_loss
+from speech_unlearning.training.trainer import fit
 
 NUM_CLASSES, SHAPE = 6, (8, 12)
 DROPPED = 0

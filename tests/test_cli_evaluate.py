@@ -12,9 +12,12 @@ from speech_unlearning.cli.main import main
 from speech_unlearning.data.splits import save_split, speaker_split
 from speech_unlearning.models.checkpoint import save_checkpoint
 from speech_unlearning.models.registry import create_model
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import TrainConfig, accuracy, fit, seed_everything
+from speech_unlearning.training.inference import accuracy
 from speech_unlearning.training.recipes import checkpoint_metadata, corpus_arrays
+from speech_unlearning.training.runtime import seed_everything
+from speech_unlearning.training.trainer import fit
 
 FORGOTTEN_SPEAKER = "jackson"
 TRAIN_ROWS = 640  # a seeded subset keeps the two trainings to ~10 steps each

@@ -12,7 +12,7 @@ import pytest
 from speech_unlearning.cli.main import main
 from speech_unlearning.data.corpus import load_corpus
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import accuracy
+from speech_unlearning.training.inference import accuracy
 from speech_unlearning.training.recipes import corpus_arrays
 
 # A narrow x-vector keeps the end-to-end run to a few seconds on two CPU cores.

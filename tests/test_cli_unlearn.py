@@ -16,8 +16,9 @@ from speech_unlearning.forgetting.history import recorded_split
 from speech_unlearning.io import read_json, sha256_file
 from speech_unlearning.methods import method_names
 from speech_unlearning.models.checkpoint import load_checkpoint, save_checkpoint
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import TrainConfig, predict_logits
+from speech_unlearning.training.inference import predict_logits
 from speech_unlearning.training.recipes import checkpoint_metadata, feature_spec_for_model, train_original
 
 

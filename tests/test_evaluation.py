@@ -33,8 +33,10 @@ from speech_unlearning.evaluation import (
 )
 from speech_unlearning.models.base import SpeechClassifier
 from speech_unlearning.registry import UnknownNameError
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import TrainConfig, accuracy, fit, predict_logits
+from speech_unlearning.training.inference import accuracy, predict_logits
+from speech_unlearning.training.trainer import fit
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -21,7 +21,8 @@ from speech_unlearning.methods.ssd import SSD, SSDConfig, diagonal_fisher
 from speech_unlearning.methods.superloss import SuperLoss, SuperLossConfig, superloss_sigma
 from speech_unlearning.models.base import SpeechClassifier
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import Budget, per_sample_loss
+from speech_unlearning.training.inference import per_sample_loss
+from speech_unlearning.training.runtime import Budget
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -291,7 +292,8 @@ def test_superloss_option_on_a_plain_method_points_to_the_variant():
 
 def test_finetune_matches_the_training_loop_step_for_step():
     """FineTune is fit() on Dr: same seed, optimiser and batches give the same weights."""
-    from speech_unlearning.training.loop import TrainConfig, fit
+    from speech_unlearning.training.config import TrainConfig
+    from speech_unlearning.training.trainer import fit
 
     torch.manual_seed(0)
     original = _MaskedSpecModel()
@@ -305,7 +307,8 @@ def test_finetune_matches_the_training_loop_step_for_step():
 
 
 def test_models_outside_the_registry_are_reinitialised_for_retrain_and_bad_teaching():
-    from speech_unlearning.training.loop import TrainConfig, accuracy
+    from speech_unlearning.training.config import TrainConfig
+    from speech_unlearning.training.inference import accuracy
 
     torch.manual_seed(0)
     original = _MaskedSpecModel()

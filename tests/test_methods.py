@@ -30,8 +30,11 @@ from speech_unlearning.methods.base import (
 )
 from speech_unlearning.methods.streams import mixed_pass, paired_pass
 from speech_unlearning.models.registry import create_model
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import Budget, TrainConfig, accuracy, fit, steps_per_epoch
+from speech_unlearning.training.inference import accuracy
+from speech_unlearning.training.runtime import Budget
+from speech_unlearning.training.trainer import fit, steps_per_epoch
 
 ALL_NAMES = method_names(with_superloss=True)
 NUM_CLASSES, SHAPE = 6, (8, 12)

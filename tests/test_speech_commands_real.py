@@ -188,7 +188,7 @@ def test_recipes_differ_where_documented_and_unknown_ones_are_refused():
 
 
 def test_training_with_augmentation_repeats_bit_for_bit(tmp_path, cache_dir):
-    from speech_unlearning.training.loop import TrainConfig
+    from speech_unlearning.training.config import TrainConfig
     from speech_unlearning.training.recipes import train_original
     from tests.test_loaders import make_speech_commands
 

@@ -50,8 +50,10 @@ from speech_unlearning.evaluation.roc import balanced_accuracy
 from speech_unlearning.evaluation.ulira import fit_gaussians, log_likelihood_ratio, ulira_attack, ulira_scores
 from speech_unlearning.models.base import SpeechClassifier
 from speech_unlearning.registry import UnknownNameError
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import TrainConfig, accuracy, fit, predict_logits
+from speech_unlearning.training.inference import accuracy, predict_logits
+from speech_unlearning.training.trainer import fit
 
 DELTA = 1e-5
 

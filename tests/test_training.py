@@ -16,24 +16,20 @@ from torch import nn
 
 from speech_unlearning.config import ConfigError, from_mapping
 from speech_unlearning.models.base import SpeechClassifier
+from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.data import ArrayData
-from speech_unlearning.training.loop import (
-    OPTIMIZERS,
-    Budget,
-    TrainConfig,
+from speech_unlearning.training.inference import (
     accuracy,
     compute_embeddings,
     evaluate,
     evaluate_loss,
-    fit,
-    make_optimizer,
-    make_scheduler,
     per_sample_loss,
     predict_logits,
-    seed_everything,
-    step_matched_epochs,
-    select_device,
 )
+from speech_unlearning.training.optim import OPTIMIZERS, make_optimizer, make_scheduler
+from speech_unlearning.training.runtime import Budget, seed_everything, select_device
+from speech_unlearning.training.steps import RunningSums, Stepper
+from speech_unlearning.training.trainer import fit, step_matched_epochs
 
 NUM_CLASSES = 3
 FEATURE_SHAPE = (4, 6)  # a tiny "(n_mels, frames)" input
@@ -125,7 +121,8 @@ def test_early_stopping_stops_and_restores_the_best_weights():
 def test_a_falling_validation_loss_keeps_training_while_accuracy_stalls():
     # The validation history of an FSDD keyword model whose accuracy stalled for three epochs
     # while its loss still fell; stopping on accuracy alone ended it at half its schedule.
-    from speech_unlearning.training.loop import Evaluation, _BestWeights
+    from speech_unlearning.training.inference import Evaluation
+    from speech_unlearning.training.trainer import _BestWeights
 
     model = make_model()
     tracker = _BestWeights(patience=3)
@@ -319,6 +316,30 @@ def test_budget():
         Budget(0)
 
 
+def test_the_shared_step_runs_its_hooks_in_order_clips_and_stops_at_the_step_budget():
+    layer = nn.Linear(3, 1)
+    calls: list[str] = []
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    stepper = Stepper(optimizer, layer.parameters(), Budget(None, steps=2), max_grad_norm=1e-3,
+                      before_step=lambda: calls.append("before"), after_step=lambda: calls.append("after"))
+    with stepper:
+        loss = (layer(torch.full((4, 3), 100.0)) ** 2).mean()
+        weights = layer.weight.detach().clone()
+        assert stepper.step(loss) is False
+        # The huge gradient was clipped to norm 1e-3 before SGD (lr 0.1) used it.
+        assert torch.linalg.vector_norm(layer.weight.detach() - weights) < 1.01e-4
+        assert stepper.step(layer(torch.ones(2, 3)).sum()) is True and stepper.budget_exhausted
+    assert calls == ["before", "after"] * 2 and stepper.steps == 2
+
+
+def test_running_sums_keep_a_mean_per_name_and_nan_for_none():
+    sums = RunningSums(torch.float64)
+    sums.add("loss", torch.tensor([1.0, 2.0]))
+    sums.add("loss", torch.tensor([3.0]))
+    assert sums.mean("loss") == 2.0 and sums.count("loss") == 3 and sums.sums["loss"].dtype == torch.float64
+    assert math.isnan(sums.mean("correct")) and sums.names() == ["loss"]
+
+
 def test_select_device():
     assert select_device("cpu") == torch.device("cpu")
     assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -412,7 +433,7 @@ def test_train_original_rejects_bad_train_indices(fsdd_sid, cache_dir, rows, mes
 PRELOAD_PROBE = """
 import sys
 import torch
-from speech_unlearning.training.loop import make_optimizer, preload_optimizer_imports
+from speech_unlearning.training.optim import make_optimizer, preload_optimizer_imports
 
 if sys.argv[1] == "preload":
     preload_optimizer_imports()

@@ -249,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.features import load_features
     from ..evaluation import evaluate_unlearning, format_summary, write_report
     from ..models.checkpoint import read_metadata
-    from ..training.loop import select_device
+    from ..training.runtime import select_device
 
     metrics = parse_metric_names(args.metrics)
     check_paths(args)

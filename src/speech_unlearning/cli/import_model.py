@@ -133,7 +133,7 @@ def model_labels(args: argparse.Namespace) -> list[str] | None:
 
 def recipe(args: argparse.Namespace):
     """The training recipe recorded for Retrain: the toolkit's for this kind of model, with --set."""
-    from ..training.loop import TrainConfig
+    from ..training.config import TrainConfig
     from ..training.recipes import SMALL_MODEL_RECIPE, TRANSFORMER_RECIPE
 
     base = TRANSFORMER_RECIPE if args.hf is not None else SMALL_MODEL_RECIPE
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.features import feature_spec_for, load_features
     from ..models.checkpoint import save_checkpoint
     from ..training.data import ArrayData
-    from ..training.loop import accuracy
+    from ..training.inference import accuracy
     from ..training.recipes import checkpoint_metadata
 
     check_arguments(args)

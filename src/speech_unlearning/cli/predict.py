@@ -64,7 +64,7 @@ def check_checkpoint_folder(folder: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.features import FeatureSpec
     from ..models.checkpoint import load_checkpoint
-    from ..training.loop import select_device
+    from ..training.runtime import select_device
 
     check_checkpoint_folder(args.checkpoint)
     if args.top < 1 or args.batch_size < 1:

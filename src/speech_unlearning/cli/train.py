@@ -25,7 +25,7 @@ from ..config import ConfigError, field_names, from_mapping, parse_overrides, to
 from ..data.corpus import CORPORA, TASKS, CorpusError, load_corpus, parse_corpus_spec
 from ..io import atomic_write_json
 from ..models.registry import model_info, resolve_options
-from ..training.loop import TrainConfig
+from ..training.config import TrainConfig
 
 # Set by dedicated flags, so `--set` cannot contradict them.
 RESERVED_KEYS = {"seed": "--seed", "progress": "--no-progress"}

@@ -24,7 +24,7 @@ from torch import nn
 from ..config import require
 from ..registry import Registry
 from ..training.data import ArrayData
-from ..training.loop import accuracy
+from ..training.inference import accuracy
 from .forgetting_quality import DELTA, final_score, forgetting_quality
 from .informed_attack import InformedAttackConfig, informed_attack
 from .metrics import MetricSkipped

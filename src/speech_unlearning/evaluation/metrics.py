@@ -29,7 +29,7 @@ from ..config import require
 from ..data.corpus import Corpus
 from ..registry import Registry
 from ..training.data import ArrayData
-from ..training.loop import compute_embeddings, per_sample_loss, predict_logits
+from ..training.inference import compute_embeddings, per_sample_loss, predict_logits
 from .mia import MIAInputError, loss_mia, svc_mia
 from .probe import representation_probe
 from .relearn import RelearnConfig, relearn_attack

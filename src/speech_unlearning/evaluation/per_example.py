@@ -25,7 +25,7 @@ from scipy.special import logsumexp
 from torch import nn
 
 from ..training.data import ArrayData
-from ..training.loop import predict_logits
+from ..training.inference import predict_logits
 
 FEATURE_NAMES: tuple[str, ...] = ("loss", "logit_confidence", "entropy", "margin")
 """Columns of `attack_features`: cross-entropy, logit-scaled confidence, prediction entropy

@@ -17,7 +17,9 @@ import torch
 
 from ..config import require
 from ..training.data import ArrayData
-from ..training.loop import OPTIMIZERS, accuracy, make_optimizer, model_device, per_sample_loss
+from ..training.inference import accuracy, per_sample_loss
+from ..training.optim import OPTIMIZERS, make_optimizer
+from ..training.runtime import model_device
 
 
 @dataclass

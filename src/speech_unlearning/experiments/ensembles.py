@@ -40,7 +40,7 @@ def _logits(task: RunTask, keys: Sequence[str], forget, original=None) -> tuple[
     """(K, n, C) Df logits of the checkpoints of `keys`, loaded one at a time, and for each whether
     its weights are the Original's unchanged (False when no `original` is given)."""
     from ..evaluation import is_no_op
-    from ..training.loop import predict_logits
+    from ..training.inference import predict_logits
 
     logits, unchanged = [], []
     for key in keys:

@@ -142,7 +142,7 @@ def draw_split(corpus, spec: Mapping[str, Any]):
 def _load_model(folder: str, device: str | None):
     """(model, metadata) of a checkpoint folder, moved to the run's device."""
     from ..models.checkpoint import load_checkpoint
-    from ..training.loop import select_device
+    from ..training.runtime import select_device
 
     model, metadata = load_checkpoint(folder)
     return model.to(select_device(device or "auto")).eval(), metadata
@@ -195,8 +195,8 @@ def _train(task: RunTask, split=None) -> StageResult:
     """Original (split None) or Retrain (on Dr of `split`): train, save checkpoint (+ split)."""
     from ..data.splits import save_split
     from ..models.checkpoint import save_checkpoint
-    from ..training.loop import step_matched_epochs
     from ..training.recipes import checkpoint_metadata, train_original
+    from ..training.trainer import step_matched_epochs
 
     _configure_process(task)
     corpus = load_task_corpus(task)

@@ -80,7 +80,7 @@ def load_subject(checkpoint: Path, data_spec: str | None, cache_dir: Path | None
     from ..data.corpus import load_corpus
     from ..data.features import FeatureSpec, feature_spec_for, load_features
     from ..models.checkpoint import CheckpointError, load_checkpoint, read_metadata
-    from ..training.loop import select_device
+    from ..training.runtime import select_device
 
     metadata = read_metadata(checkpoint)
     recorded = metadata.get("corpus") or {}

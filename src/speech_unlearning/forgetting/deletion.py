@@ -314,7 +314,7 @@ def _without_earlier(split, subject: Subject):
 def subset_accuracies(model, subject: Subject, forget: np.ndarray, retain: np.ndarray, split) -> dict:
     """Accuracy on Df, Dr and Dtest; for forgotten classes also Dtest split by class."""
     from ..training.data import ArrayData
-    from ..training.loop import accuracy
+    from ..training.inference import accuracy
 
     corpus, features = subject.corpus, subject.features
     test = split.test_indices(corpus)

@@ -188,7 +188,7 @@ def merge_splits(corpus: Corpus, splits: Sequence[UnlearningSplit]) -> Unlearnin
 
 def train_config_of(metadata: Mapping[str, Any]):
     """The checkpoint's TrainConfig (None when it records none)."""
-    from ..training.loop import TrainConfig
+    from ..training.config import TrainConfig
 
     stored = metadata.get("train_config")
     return from_mapping(TrainConfig, stored, where="checkpoint train_config") if stored else None

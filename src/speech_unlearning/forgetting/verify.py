@@ -51,7 +51,7 @@ from ..data.corpus import Corpus
 from ..data.splits import UnlearningSplit
 from ..evaluation.intervals import wilson_interval
 from ..training.data import ArrayData
-from ..training.loop import per_sample_loss, predict_logits
+from ..training.inference import per_sample_loss, predict_logits
 from .history import EarlierRequest, merge_splits
 
 TOLERANCE = 1e-9  # float noise allowed when a value is compared with its limit

@@ -14,7 +14,8 @@ small class registered in `METHODS` that holds only its part of that objective:
 A loss function returns per-sample losses tagged with their role (forget / retain) and their
 direction (minimise / maximise), never a reduced scalar: the engine reduces them, which is where
 the "+superloss" option re-weights samples without any method knowing about it. The engine itself
-(copying the original, the optimiser, the budget, the timing) is `engine.unlearn`.
+(copying the original, the optimiser, the budget, the timing) is `engine.unlearn`, which imports
+this module (never the other way round).
 
 Defaults. Each method file states where every default comes from. One deviation is shared
 (`AdamWMethodConfig`): the reference repositories fine-tune SGD-trained CIFAR ResNets with SGD at
@@ -40,7 +41,9 @@ from torch import nn
 from ..config import describe_fields, require, to_dict
 from ..registry import Registry
 from ..training.data import ArrayData
-from ..training.loop import OPTIMIZERS, Budget, evaluation_mode
+from ..training.inference import evaluation_mode
+from ..training.optim import OPTIMIZERS
+from ..training.runtime import Budget
 
 if TYPE_CHECKING:
     from .superloss import SuperLoss, SuperLossConfig
@@ -184,7 +187,7 @@ class UnlearnContext:
     retain: ArrayData
     validation: ArrayData | None
     config: Any  # the method's config dataclass
-    train_config: Any  # training.loop.TrainConfig of the original model, or None
+    train_config: Any  # training.config.TrainConfig of the original model, or None
     device: torch.device
     generator: torch.Generator  # seeded; all shuffles and random draws of the call use it
     budget: Budget
@@ -461,12 +464,3 @@ class UnlearnResult:
 def dataclass_fields(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.init]
 
-
-def __getattr__(name: str):
-    # `unlearn` lives in engine.py (which imports this module); re-exported here lazily so
-    # `from speech_unlearning.methods.base import unlearn` works without an import cycle.
-    if name == "unlearn":
-        from .engine import unlearn
-
-        return unlearn
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

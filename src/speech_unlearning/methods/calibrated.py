@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..config import ConfigError, require
 from ..training.data import ArrayData
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import AdamWMethodConfig, Batch, PairedBatch, Phase, Term, UnlearnContext, minimise, register_method
 from .losses import softened_kl
 from .model_outputs import EmbeddingCache, sorted_losses

@@ -1,33 +1,27 @@
 """The one engine every method runs in: `unlearn(name, original_model, forget, retain, ...)`.
 
 It validates the request before any compute, deep-copies the original model (which is never
-modified), seeds everything, builds the optimiser with `training.loop.make_optimizer`, and walks
-the method's epoch plans batch by batch: loss terms -> (SuperLoss) -> reduction -> backward ->
-hooks -> optimiser step. It checks the time budget after every step and times the unlearning
-alone: from the copy of the original to the last update, excluding config parsing and checks.
+modified), seeds everything, builds the optimiser with `training.optim.make_optimizer`, and walks
+the method's epoch plans batch by batch: loss terms -> (SuperLoss) -> reduction -> the shared
+optimisation step (`training.steps.Stepper`: backward, the method's hooks, clipping, the optimiser
+step, the budget check after every step). It times the unlearning alone: from the copy of the
+original to the last update, excluding config parsing and checks.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..config import ConfigError, from_mapping
 from ..training.data import ArrayData
-from ..training.loop import (
-    Budget,
-    deterministic_algorithms,
-    make_optimizer,
-    model_device,
-    preload_optimizer_imports,
-    seed_everything,
-)
+from ..training.optim import make_optimizer, preload_optimizer_imports
+from ..training.runtime import Budget, deterministic_algorithms, model_device, seed_everything
+from ..training.steps import RunningSums, Stepper
 from .base import (
     SUPERLOSS_SUFFIX,
     Method,
@@ -192,15 +186,26 @@ def _optimise(method: Method, ctx: UnlearnContext) -> None:
     # the planned total extrapolates the first epoch unless the method knows better.
     first_plan = method.epoch_plan(ctx, 0)
     ctx.planned_steps = method.planned_steps(ctx, first_plan)
-    with tqdm(total=ctx.planned_steps, desc=method.name, unit="step", file=sys.stderr, disable=not ctx.progress) as bar:
+    stepper = Stepper(
+        ctx.optimizer,
+        [p for _, p in ctx.trainable_parameters()],  # clipped: the trainable ones as `setup` left them
+        ctx.budget,
+        max_grad_norm=cfg.max_grad_norm,
+        before_step=lambda: method.before_step(ctx),
+        after_step=lambda: method.after_step(ctx),
+        total_steps=ctx.planned_steps,
+        desc=method.name,
+        progress=ctx.progress,
+    )
+    with stepper:
         for epoch in range(cfg.epochs):
             for phase in first_plan if epoch == 0 else method.epoch_plan(ctx, epoch):
                 if ctx.budget_exhausted or ctx.diverged:
                     return
-                _run_phase(method, ctx, epoch, phase, bar)
+                _run_phase(ctx, stepper, epoch, phase)
 
 
-def _run_phase(method: Method, ctx: UnlearnContext, epoch: int, phase: Phase, bar: tqdm) -> None:
+def _run_phase(ctx: UnlearnContext, stepper: Stepper, epoch: int, phase: Phase) -> None:
     """Train on every batch of `phase`; stop early on budget exhaustion or a non-finite loss."""
     ctx.model.train()
     stats = _PhaseStats()
@@ -209,21 +214,13 @@ def _run_phase(method: Method, ctx: UnlearnContext, epoch: int, phase: Phase, ba
         if not torch.isfinite(loss):
             ctx.diverged = True  # keep the last finite weights rather than step into NaN
             break
-        ctx.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        method.before_step(ctx)
-        if ctx.config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_([p for _, p in ctx.trainable_parameters()], ctx.config.max_grad_norm)
-        ctx.optimizer.step()
-        method.after_step(ctx)
-        ctx.steps += 1
+        ctx.budget_exhausted = stepper.step(loss)
+        ctx.steps = stepper.steps
         stats.steps += 1
-        bar.update(1)
-        if ctx.budget.exhausted(ctx.steps):
-            ctx.budget_exhausted = True
+        if ctx.budget_exhausted:
             break
     ctx.log.append(stats.row(ctx, epoch, phase.name))
-    bar.set_postfix(epoch=epoch + 1, phase=phase.name, loss=f"{ctx.log[-1]['objective']:.4f}", refresh=False)
+    stepper.show(dict(epoch=epoch + 1, phase=phase.name, loss=f"{ctx.log[-1]['objective']:.4f}"))
 
 
 def _reduce(ctx: UnlearnContext, terms: list[Term], stats: "_PhaseStats") -> torch.Tensor:
@@ -232,34 +229,30 @@ def _reduce(ctx: UnlearnContext, terms: list[Term], stats: "_PhaseStats") -> tor
     for term in terms:
         if term.losses.numel() == 0:
             continue
-        stats.add(term.role, term.losses)
+        stats.losses.add(term.role, term.losses)
         losses = ctx.superloss[term.role](term.losses) if term.role in ctx.superloss else term.losses
         denominator = term.denominator if term.denominator is not None else losses.numel()
         total = total + term.sign * term.weight * losses.sum() / denominator
-    stats.objective += total.detach()
+    stats.objective.add("objective", total)
     return total
 
 
 class _PhaseStats:
-    """Running sums for one log row; tensors, so no device sync per step."""
+    """The numbers behind one log row: the phase's steps, its objective and its losses by role."""
 
     def __init__(self) -> None:
         self.steps = 0
-        self.objective: torch.Tensor | float = 0.0
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, role: str, losses: torch.Tensor) -> None:
-        self.sums[role] = self.sums.get(role, 0.0) + losses.detach().sum()
-        self.counts[role] = self.counts.get(role, 0) + losses.numel()
+        # One value per reduced batch; a diverged batch's non-finite value stays in, so the row shows it.
+        self.objective = RunningSums()
+        self.losses = RunningSums()  # per-example losses by role, before SuperLoss weighting
 
     def row(self, ctx: UnlearnContext, epoch: int, phase: str) -> dict:
         row: dict[str, Any] = {"epoch": epoch + 1, "phase": phase, "steps": self.steps}
-        row["objective"] = float(self.objective) / self.steps if self.steps else float("nan")
-        for role, total in self.sums.items():
-            row[f"{role}_loss"] = float(total) / self.counts[role]
+        row["objective"] = self.objective.total("objective") / self.steps if self.steps else float("nan")
+        for role in self.losses.names():
+            row[f"{role}_loss"] = self.losses.mean(role)
         for role, weighting in ctx.superloss.items():
-            if role in self.sums:
+            if role in self.losses:
                 row[f"{role}_tau"] = weighting.tau
                 row[f"{role}_sigma_mean"] = weighting.last_sigma_mean
         row["seconds"] = ctx.budget.elapsed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import AdamWMethodConfig, Batch, Method, Phase, Term, UnlearnContext, minimise, register_method
 from .streams import retain_pass
 

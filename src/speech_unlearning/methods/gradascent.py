@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import Batch, Method, MethodConfig, Phase, Term, UnlearnContext, maximise, register_method
 from .streams import forget_pass
 

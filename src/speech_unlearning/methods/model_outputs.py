@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..training.data import ArrayData
-from ..training.loop import evaluation_mode, per_sample_loss, predict_logits
+from ..training.inference import evaluation_mode, per_sample_loss, predict_logits
 from .base import Batch
 
 

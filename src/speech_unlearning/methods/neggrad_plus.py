@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import require
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import (
     AdamWMethodConfig,
     Method,

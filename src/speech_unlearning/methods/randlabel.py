@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import AdamWMethodConfig, Batch, Method, Phase, Term, UnlearnContext, minimise, register_method
 from .finetune import retain_cross_entropy
 from .streams import forget_pass, retain_pass

@@ -2,7 +2,7 @@
 unlearning method is measured against; its wall time defines the default budget of the others.
 
 The model is rebuilt from the original's `build_args` by the model registry (fresh weights, the
-call's seed) and trained by `training.loop.fit` with the original `TrainConfig` (passed as
+call's seed) and trained by `training.trainer.fit` with the original `TrainConfig` (passed as
 `train_config`), seeded with the call's seed and capped by the budget. A model built outside
 the registry (no `build_args`) is re-initialised layer by layer instead. An imported model
 starts from the starting point recorded at import (`base.starting_model_like`): for a classifier
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import ConfigError, require
-from ..training.loop import fit, step_matched_epochs, steps_per_epoch
+from ..training.trainer import fit, step_matched_epochs, steps_per_epoch
 from .base import Method, UnlearnContext, register_method, starting_model_like
 
 

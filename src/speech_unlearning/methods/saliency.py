@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import Method, UnlearnContext
 
 

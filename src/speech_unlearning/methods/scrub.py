@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import require
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import Batch, Method, MethodConfig, Phase, Term, UnlearnContext, maximise, minimise, register_method
 from .losses import softened_kl
 from .streams import forget_pass, retain_pass

@@ -30,7 +30,7 @@ from torch.func import functional_call, grad, vmap
 
 from ..config import ConfigError, require
 from ..training.data import ArrayData
-from ..training.loop import per_sample_loss
+from ..training.inference import per_sample_loss
 from .base import Method, UnlearnContext, register_method
 
 

@@ -43,8 +43,11 @@ from ..data.features import FeatureSpec, feature_spec_for, load_features
 from ..models.base import SpeechClassifier
 from ..models.registry import create_model, model_info
 from .augment import AugmentSettings, LogMelAugment
+from .config import TrainConfig, TrainResult
 from .data import ArrayData
-from .loop import TrainConfig, TrainResult, accuracy, fit, seed_everything
+from .inference import accuracy
+from .runtime import seed_everything
+from .trainer import fit
 
 DEFAULT_MODELS: dict[str, str] = {"kws": "kws-resnet", "sid": "sid-xvector"}
 
