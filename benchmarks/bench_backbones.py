@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speech_unlearning.data.corpus import load_corpus
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.data.features import feature_spec_for, load_features
 from speech_unlearning.methods import split_method_name, unlearn
 from speech_unlearning.methods.base import dataclass_fields

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_unlearning.data.corpus import load_corpus
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.data.features import feature_spec_for, load_features
 
 DEFAULT_FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from speech_unlearning.config import from_mapping, parse_overrides, to_dict
-from speech_unlearning.data.corpus import default_cache_dir, load_corpus
+from speech_unlearning.data.corpus import default_cache_dir
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.models.registry import model_info
 from speech_unlearning.training.config import TrainConfig
 from speech_unlearning.training.recipes import corpus_arrays, default_model_for, default_train_config, train_original

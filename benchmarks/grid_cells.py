@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from speech_unlearning.data.corpus import load_corpus
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.data.splits import load_split
 from speech_unlearning.experiments.store import ResultStore, RunRecord
 from speech_unlearning.models.checkpoint import load_checkpoint

@@ -37,27 +37,27 @@ def fsdd_root() -> Path:
 
 @pytest.fixture(scope="session")
 def fsdd_kws(fsdd_root, cache_dir):
-    from speech_unlearning.data.corpus import load_corpus
+    from speech_unlearning.data.loaders import load_corpus
 
     return load_corpus(f"fsdd:{fsdd_root}", "kws", cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="session")
 def fsdd_sid(fsdd_root, cache_dir):
-    from speech_unlearning.data.corpus import load_corpus
+    from speech_unlearning.data.loaders import load_corpus
 
     return load_corpus(f"fsdd:{fsdd_root}", "sid", cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="session")
 def embedded_kws(cache_dir):
-    from speech_unlearning.data.corpus import load_corpus
+    from speech_unlearning.data.loaders import load_corpus
 
     return load_corpus("embedded", "kws", cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="session")
 def embedded_sid(cache_dir):
-    from speech_unlearning.data.corpus import load_corpus
+    from speech_unlearning.data.loaders import load_corpus
 
     return load_corpus("embedded", "sid", cache_dir=cache_dir)

@@ -25,8 +25,9 @@ from byom_models import save_classifier, save_pretrained_base, tiny_classifier
 from speech_unlearning.cli.main import main
 from speech_unlearning.config import ConfigError
 from speech_unlearning.data.audio import AudioError, fit_length, read_wav
-from speech_unlearning.data.corpus import CorpusError, load_corpus
+from speech_unlearning.data.corpus import CorpusError
 from speech_unlearning.data.features import FeatureSpec, feature_spec_for, featurise, load_features
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.methods import METHODS, unlearn
 from speech_unlearning.methods.base import dataclass_fields
 from speech_unlearning.models import plain, registry

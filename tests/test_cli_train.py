@@ -10,7 +10,7 @@ import re
 import pytest
 
 from speech_unlearning.cli.main import main
-from speech_unlearning.data.corpus import load_corpus
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.training.data import ArrayData
 from speech_unlearning.training.inference import accuracy
 from speech_unlearning.training.recipes import corpus_arrays

@@ -21,7 +21,7 @@ import soundfile
 from speech_unlearning.cli.main import main as cli_main
 from speech_unlearning.config import ConfigError, to_dict
 from speech_unlearning.data import embedded, synth
-from speech_unlearning.data.corpus import CorpusError, load_corpus
+from speech_unlearning.data.corpus import CorpusError
 from speech_unlearning.data.embedded import (
     KEYWORDS,
     MANIFEST,
@@ -31,6 +31,7 @@ from speech_unlearning.data.embedded import (
     read_manifest,
     verify_embedded_corpus,
 )
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.data.speech_commands import published_split
 
 SMALL = EmbeddedConfig(
@@ -106,7 +107,7 @@ def test_valid_corpus_is_reused_without_rendering(small_copy, monkeypatch):
     def must_not_render(*args, **kwargs):
         raise AssertionError("a valid corpus was rebuilt")
 
-    monkeypatch.setattr(embedded, "render_all", must_not_render)
+    monkeypatch.setattr(embedded.build, "render_all", must_not_render)
     manifest = small_copy / MANIFEST
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in [manifest, *wav_files(small_copy)[:20]]}
     assert build_embedded_corpus(None, SMALL, progress=False, root=small_copy) == small_copy
@@ -116,7 +117,7 @@ def test_valid_corpus_is_reused_without_rendering(small_copy, monkeypatch):
 def test_other_config_or_generator_is_not_current(small_root, monkeypatch):
     assert embedded_corpus_is_current(small_root, SMALL)
     assert not embedded_corpus_is_current(small_root, dataclasses.replace(SMALL, seed=SMALL.seed + 1))
-    monkeypatch.setattr(embedded, "GENERATOR_VERSION", embedded.GENERATOR_VERSION + 1)
+    monkeypatch.setattr(embedded.verify, "GENERATOR_VERSION", embedded.GENERATOR_VERSION + 1)
     assert not embedded_corpus_is_current(small_root, SMALL)
 
 

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from speech_unlearning.config import ConfigError
-from speech_unlearning.data.corpus import CorpusError, load_corpus
+from speech_unlearning.data.corpus import CorpusError
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.experiments.choice_table import choice_table_from_runs
 from speech_unlearning.forgetting.history import recorded_split
 from speech_unlearning.forgetting.choice import CHOICE_FILE, load_choice_table, request_scenario

@@ -13,15 +13,11 @@ import soundfile
 
 from speech_unlearning.data import fsdd as fsdd_module
 from speech_unlearning.data.audio import AudioError, fit_length, read_wav
-from speech_unlearning.data.corpus import CORPORA, Corpus, CorpusError, Utterance, load_corpus
+from speech_unlearning.data.corpus import CORPORA, Corpus, CorpusError, Utterance
 from speech_unlearning.data.fsdd import load_fsdd
-from speech_unlearning.data.speech_commands import (
-    NOISE_FOLDER,
-    SILENCE_REGIONS,
-    SUPERB12_CLASSES,
-    load_speech_commands,
-    published_split,
-)
+from speech_unlearning.data.loaders import load_corpus
+from speech_unlearning.data.speech_commands import SILENCE_REGIONS, load_speech_commands, published_split
+from speech_unlearning.data.speech_commands_layout import NOISE_FOLDER, SUPERB12_CLASSES
 from speech_unlearning.data.voxceleb import load_voxceleb1
 
 V001_WORDS = (

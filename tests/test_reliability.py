@@ -41,9 +41,10 @@ from hypothesis import strategies as st
 
 from speech_unlearning.cli.main import main
 from speech_unlearning.data.audio import AudioError, read_wav
-from speech_unlearning.data.corpus import Corpus, CorpusError, Utterance, load_corpus
+from speech_unlearning.data.corpus import Corpus, CorpusError, Utterance
 from speech_unlearning.data.embedded import read_manifest, verify_embedded_corpus
 from speech_unlearning.data.features import cache_entry, feature_spec_for, load_features
+from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.data.splits import corpus_path, files_split
 from speech_unlearning.experiments.store import DB_NAME, ResultStore, RunRecord
 from speech_unlearning.io import TMP_PREFIX

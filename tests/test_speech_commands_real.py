@@ -13,13 +13,11 @@ import pytest
 import soundfile
 import torch
 
-from speech_unlearning.data.corpus import CorpusError, is_person, load_corpus
-from speech_unlearning.data.speech_commands import (
-    NOISE_FOLDER,
-    SID_MIN_CLIPS,
-    load_speech_commands_sid,
-    training_noise_clips,
-)
+from speech_unlearning.data.corpus import CorpusError, is_person
+from speech_unlearning.data.loaders import load_corpus
+from speech_unlearning.data.speech_commands import training_noise_clips
+from speech_unlearning.data.speech_commands_layout import NOISE_FOLDER
+from speech_unlearning.data.speech_commands_sid import SID_MIN_CLIPS, load_speech_commands_sid
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINI = Path(os.environ.get("SPEECH_UNLEARNING_SPEECH_COMMANDS", PROJECT_ROOT.parent / "shared" / "data" / "speech-commands-mini"))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..config import describe_fields, from_mapping, parse_overrides
-from ..data.corpus import SPLITS, Corpus, default_cache_dir, load_corpus
+from ..data.corpus import SPLITS, Corpus, default_cache_dir
 from ..data.embedded import (
     EmbeddedConfig,
     build_embedded_corpus,
@@ -26,6 +26,7 @@ from ..data.embedded import (
     read_manifest,
     verify_embedded_corpus,
 )
+from ..data.loaders import load_corpus
 
 
 def register(subparsers) -> None:

@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..data.corpus import CorpusError, default_cache_dir, load_corpus
+from ..data.corpus import CorpusError, default_cache_dir
+from ..data.loaders import load_corpus
 
 CHECKPOINT_OPTIONS = ("--checkpoint", "--reference", "--original")
 

@@ -38,7 +38,8 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError, from_mapping, parse_overrides, to_dict
-from ..data.corpus import TASKS, default_cache_dir, load_corpus
+from ..data.corpus import TASKS, default_cache_dir
+from ..data.loaders import load_corpus
 
 
 def register(subparsers) -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, field_names, from_mapping, parse_overrides, to_dict
-from ..data.corpus import CORPORA, TASKS, CorpusError, load_corpus, parse_corpus_spec
+from ..data.corpus import CORPORA, TASKS, CorpusError, parse_corpus_spec
+from ..data.loaders import load_corpus
 from ..io import atomic_write_json
 from ..models.registry import model_info, resolve_options
 from ..training.config import TrainConfig
@@ -94,10 +95,8 @@ class TrainPlan:
 
 def normalise_corpus_spec(spec: str) -> str:
     """Check `spec` names a registered corpus (and an existing PATH); return it with PATH absolute."""
-    from ..data import loaders  # noqa: F401  (fills CORPORA)
-
     name, path = parse_corpus_spec(spec)
-    CORPORA.get(name)  # unknown name: lists the valid ones
+    CORPORA.get(name)  # filled by importing data.loaders; an unknown name lists the valid ones
     if path is None:
         return name
     location = Path(path).expanduser()

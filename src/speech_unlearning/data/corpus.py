@@ -3,7 +3,11 @@
 A `Corpus` is an immutable list of `Utterance`s for one task ("kws" keyword spotting or "sid"
 speaker identification), with integer labels into `label_names` and a train / validation / test
 assignment. Loaders register themselves in `CORPORA` under the name used in corpus specs:
-`embedded`, `fsdd`, `speech-commands:PATH`, `voxceleb1:PATH` (see `load_corpus`).
+`embedded`, `fsdd`, `speech-commands:PATH`, `voxceleb1:PATH`, ...
+
+This module is the bottom of the data layer: every loader imports it, and it imports no
+loader. `load_corpus`, which needs the registry filled, lives in `loaders`, the one module
+that imports every loader.
 """
 
 from __future__ import annotations
@@ -132,18 +136,3 @@ def parse_corpus_spec(spec: str) -> tuple[str, str | None]:
     name, sep, path = spec.partition(":")
     return name.strip(), (path.strip() or None) if sep else None
 
-
-def load_corpus(spec: str, task: str, cache_dir: str | Path | None = None, **options) -> Corpus:
-    """Load the corpus named by `spec` for `task`.
-
-    `spec` is a registered corpus name, optionally followed by `:PATH` for data a user has
-    locally (`speech-commands:/data/speech_commands_v0.01`). `options` go to the loader.
-    """
-    from . import loaders  # noqa: F401  (fills CORPORA)
-
-    name, path = parse_corpus_spec(spec)
-    loader = CORPORA.get(name)
-    if task not in TASKS:
-        raise CorpusError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return loader(task=task, path=path, cache_dir=cache, **options)

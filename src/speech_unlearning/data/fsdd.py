@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from .corpus import CORPORA, Corpus, CorpusError, Utterance
-from .speech_commands import build_corpus, check_task, reject_unknown_options
+from .loader_helpers import build_corpus, check_task, reject_unknown_options
 
 ENV_VARIABLE = "SPEECH_UNLEARNING_FSDD"
 # src/speech_unlearning/data/fsdd.py -> parents[3] is the project root in an editable install.

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from ..io import atomic_directory, sha256_json
 from .corpus import CORPORA, SPLITS, Corpus, CorpusError, Utterance
-from .speech_commands import build_corpus, check_task, reject_unknown_options
+from .loader_helpers import build_corpus, check_task, reject_unknown_options
 
 LABEL_COLUMN = "label"
 SPLIT_COLUMN = "split"

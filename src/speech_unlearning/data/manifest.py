@@ -24,7 +24,7 @@ import csv
 from pathlib import Path
 
 from .corpus import CORPORA, SPLITS, Corpus, CorpusError, Utterance
-from .speech_commands import build_corpus, check_task, reject_unknown_options
+from .loader_helpers import build_corpus, check_task, reject_unknown_options
 
 COLUMNS = ("path", "label", "speaker", "split")
 CLIP_SECONDS = 1.0

@@ -1,15 +1,8 @@
 """Google Speech Commands (v0.01 / v0.02) for keyword spotting, read from a user's local copy.
 
-Layout (the official archive, unchanged):
-
-    ROOT/<word>/<speaker-hash>_nohash_<n>.wav    16 kHz mono, 1 s or shorter
-    ROOT/validation_list.txt, ROOT/testing_list.txt   paths relative to ROOT; every other file trains
-    ROOT/_background_noise_/*.wav                 about six long noise recordings
-
-The separate test archives (v0.01: 3,081 files; v0.02: 4,890) are already in twelve class
-folders, with unknown words prefixed by their word and `_silence_` holding ready-made 1 s clips:
-
-    TEST/yes/0a7c2a8d_nohash_0.wav, TEST/_unknown_/backward_0c540988_nohash_0.wav, TEST/_silence_/...
+The folder layout and how it is scanned are in `speech_commands_layout`; the speaker-ID view of
+the same folders (task "sid") is in `speech_commands_sid`. Both tasks are registered here as the
+corpus spec `speech-commands:PATH`.
 
 Setups:
 - "superb12" (SUPERB KS): yes, no, up, down, left, right, on, off, stop, go, `_unknown_` (every
@@ -27,16 +20,6 @@ the next 10 % for validation, the last 10 % for test - so no stretch of noise is
 Each split gets about one class's share of crops (round(non-silence utterances / 11)), spread
 evenly over its regions, round-robin over the noise files. Crops in one region may overlap.
 
-Speaker identification (task "sid", `load_speech_commands_sid`): the same word folders read as
-a speaker-ID corpus. The speaker is the hash that starts every file name; speakers with fewer
-than `min_clips` clips (default 20) are dropped, and each kept speaker's clips are split across
-train / validation / test (15 % / 15 % of each speaker's clips, at least 2 each, for test /
-validation), as SUPERB SID splits VoxCeleb1 by utterance within every speaker. The list files
-are not used (they split speakers, which a speaker-ID test cannot) and there is no `_silence_`
-class. Which clip goes where is fixed by a hash of its id, so the split is the same at every
-load and on every machine. On the 3,458-clip mini corpus the default keeps 42 speakers and
-2,130 clips.
-
 Split rule (`published_split`, used only with `recompute_splits=True`): the speaker key is
 SHA-1 hashed, taken mod 2^27 and scaled by 100 / (2^27 - 1): under 10 -> validation, under 20 ->
 test, otherwise training, as in the dataset's original preparation script (and in s3prl).
@@ -46,27 +29,34 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import soundfile
 
-from ..io import sha256_json
 from .corpus import CORPORA, NOISE_SPEAKER_PREFIX, SPLITS, Corpus, CorpusError, Utterance
+from .loader_helpers import build_corpus, check_task, reject_unknown_options
+from .speech_commands_layout import (
+    CLIP_SECONDS,
+    NOISE_FOLDER,
+    SILENCE,
+    SUPERB12_CLASSES,
+    UNKNOWN,
+    VERSION_BY_WORD_COUNT,
+    Recording,
+    corpus_name,
+    is_test_archive,
+    scan_test_archive,
+    scan_word_folders,
+    visible_entries,
+)
+from .speech_commands_sid import load_speech_commands_sid
 
-SUPERB_WORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-UNKNOWN = "_unknown_"
-SILENCE = "_silence_"
-SUPERB12_CLASSES: tuple[str, ...] = SUPERB_WORDS + (UNKNOWN, SILENCE)
 SETUPS: tuple[str, ...] = ("superb12", "full")
-NOISE_FOLDER = "_background_noise_"
 LIST_FILES: dict[str, str] = {"validation": "validation_list.txt", "test": "testing_list.txt"}
-HASH_DIVIDER = "_nohash_"
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # the constant of the dataset's own split script
 SAMPLE_RATE = 16_000
-CLIP_SECONDS = 1.0
 CLIP_SAMPLES = 16_000
 # Fractions of each noise file's duration that feed each split's `_silence_` crops.
 SILENCE_REGIONS: dict[str, tuple[float, float]] = {
@@ -77,13 +67,7 @@ SILENCE_REGIONS: dict[str, tuple[float, float]] = {
 ENV_VARIABLE = "SPEECH_UNLEARNING_SPEECH_COMMANDS"
 # src/speech_unlearning/data/speech_commands.py -> parents[3] is the project root in an editable install.
 SHARED_MINI_COPY = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "speech-commands-mini"
-VERSION_BY_WORD_COUNT = {30: "v0.01", 35: "v0.02"}
 VERSION_BY_TEST_ARCHIVE_SIZE = {3081: "v0.01", 4890: "v0.02"}
-TEST_ARCHIVE_PREFIX = "test/"
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers shared by every folder-based loader (Speech Commands, VoxCeleb1, FSDD).
 
 
 def default_speech_commands_root() -> Path | None:
@@ -92,101 +76,6 @@ def default_speech_commands_root() -> Path | None:
     if configured:
         return Path(configured).expanduser()
     return SHARED_MINI_COPY if SHARED_MINI_COPY.is_dir() else None
-
-
-def check_task(corpus: str, task: str, supported: Sequence[str]) -> None:
-    """CorpusError unless `task` is one the corpus provides."""
-    if task not in supported:
-        raise CorpusError(
-            f"corpus {corpus!r} provides the task(s) {', '.join(supported)}, not {task!r}"
-        )
-
-
-def reject_unknown_options(corpus: str, options: dict, valid: Iterable[str]) -> None:
-    """CorpusError naming any option the loader does not understand (a typo never passes silently)."""
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise CorpusError(
-            f"corpus {corpus!r}: unknown option(s) {', '.join(unknown)}; valid options: "
-            f"{', '.join(sorted(valid)) or '(none)'}"
-        )
-
-
-def file_sizes(paths: Iterable[str]) -> dict[str, int]:
-    """Byte size of each distinct path (one stat each, no decoding); CorpusError naming a missing file."""
-    sizes: dict[str, int] = {}
-    for path in paths:
-        if path not in sizes:
-            try:
-                sizes[path] = os.stat(path).st_size
-            except OSError as error:
-                raise CorpusError(f"{path}: cannot read file ({error.strerror})") from None
-    return sizes
-
-
-def build_corpus(
-    name: str,
-    task: str,
-    root: Path,
-    label_names: Sequence[str],
-    utterances: Sequence[Utterance],
-    clip_seconds: float,
-    info: dict,
-    sizes: dict[str, int] | None = None,
-) -> Corpus:
-    """A Corpus whose fingerprint covers what changes the data: ids, labels, splits, segments,
-    class names, clip length and every file's byte size.
-
-    It is cheap by design (one stat per file, no audio decoding) and independent of where the
-    corpus lies on disk, so moving a copy keeps its feature caches valid. `sizes` (path -> bytes)
-    spares the stat calls when the loader has already made them.
-    """
-    if sizes is None:
-        sizes = file_sizes(u.path for u in utterances)
-    rows = [[u.utt_id, u.label, u.split, u.start, u.length, sizes[u.path]] for u in utterances]
-    fingerprint = sha256_json(
-        {"name": name, "task": task, "labels": list(label_names), "clip_seconds": clip_seconds, "rows": rows}
-    )
-    per_class = np.bincount([u.label for u in utterances], minlength=len(label_names))
-    info = {
-        **info,
-        "counts": {split: sum(u.split == split for u in utterances) for split in SPLITS},
-        "class_counts": dict(zip(label_names, per_class.tolist())),
-    }
-    return Corpus(
-        name=name,
-        task=task,
-        root=root,
-        label_names=tuple(label_names),
-        utterances=tuple(utterances),
-        clip_seconds=clip_seconds,
-        fingerprint=fingerprint,
-        info=info,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Scanning the folders.
-
-
-@dataclass(frozen=True)
-class Recording:
-    """One clip found on disk, before labels are assigned."""
-
-    utt_id: str  # path relative to its tree without ".wav" (prefixed "test/" for the test archive)
-    path: str  # absolute path
-    folder: str  # the class / word folder it sits in
-    word: str  # the spoken word ("backward" for `_unknown_/backward_...`, "_silence_" for noise)
-    speaker: str
-
-
-def speaker_of(file_name: str, where: str | Path) -> str:
-    """`0a7c2a8d_nohash_1.wav` -> `0a7c2a8d`; CorpusError naming `where` if the name does not fit."""
-    key, divider, rest = file_name.partition(HASH_DIVIDER)
-    index = rest[: -len(".wav")]
-    if not divider or not key or not rest.endswith(".wav") or not index.isdigit():
-        raise CorpusError(f"{where}: file name is not <speaker>{HASH_DIVIDER}<n>.wav as in Speech Commands")
-    return key
 
 
 def published_split(speaker: str, validation_percent: float = 10.0, test_percent: float = 10.0) -> str:
@@ -198,80 +87,6 @@ def published_split(speaker: str, validation_percent: float = 10.0, test_percent
     if percentage < validation_percent + test_percent:
         return "test"
     return "train"
-
-
-def _visible_entries(folder: Path) -> list[os.DirEntry]:
-    """Entries of `folder` sorted by name, hidden ones (".DS_Store") left out."""
-    with os.scandir(folder) as entries:
-        return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
-
-
-def _wav_files(folder: Path) -> list[os.DirEntry]:
-    """The .wav files of a class folder; CorpusError for a nested folder (a layout mistake)."""
-    files = []
-    for entry in _visible_entries(folder):
-        if entry.is_dir():
-            raise CorpusError(f"{entry.path}: unexpected sub-folder; a class folder holds only .wav files")
-        if entry.name.endswith(".wav"):
-            files.append(entry)
-    return files
-
-
-def _is_test_archive(root: Path) -> bool:
-    return (root / UNKNOWN).is_dir() or (root / SILENCE).is_dir()
-
-
-def scan_word_folders(root: Path) -> list[Recording]:
-    """Every clip of the main layout, word folders in name order (noise folder excluded)."""
-    recordings = []
-    word_folders = [e for e in _visible_entries(root) if e.is_dir() and e.name != NOISE_FOLDER]
-    for folder in word_folders:
-        files = _wav_files(Path(folder.path))
-        if not files:
-            raise CorpusError(f"{folder.path}: word folder holds no .wav files")
-        for entry in files:
-            recordings.append(
-                Recording(
-                    utt_id=f"{folder.name}/{entry.name[:-4]}",
-                    path=entry.path,
-                    folder=folder.name,
-                    word=folder.name,
-                    speaker=speaker_of(entry.name, entry.path),
-                )
-            )
-    if not recordings:
-        raise CorpusError(
-            f"{root}: no Speech Commands word folders found; expected <word>/<speaker>{HASH_DIVIDER}<n>.wav "
-            "files with validation_list.txt and testing_list.txt beside them"
-        )
-    return recordings
-
-
-def _archive_recording(folder: str, entry: os.DirEntry) -> Recording:
-    """One clip of the 12-class test archive; unknown words carry their word as a name prefix."""
-    utt_id = f"{TEST_ARCHIVE_PREFIX}{folder}/{entry.name[:-4]}"
-    if folder == SILENCE:  # ready-made noise clips, freely named
-        return Recording(utt_id, entry.path, folder, SILENCE, f"{NOISE_SPEAKER_PREFIX}test-archive")
-    if folder == UNKNOWN:
-        word, sep, rest = entry.name.partition("_")
-        if not sep or not word:
-            raise CorpusError(f"{entry.path}: expected <word>_<speaker>{HASH_DIVIDER}<n>.wav in {UNKNOWN}/")
-        return Recording(utt_id, entry.path, folder, word, speaker_of(rest, entry.path))
-    return Recording(utt_id, entry.path, folder, folder, speaker_of(entry.name, entry.path))
-
-
-def scan_test_archive(archive: Path) -> list[Recording]:
-    """Every clip of a separate test archive (12 class folders); its ids start with "test/"."""
-    if not archive.is_dir():
-        raise CorpusError(f"{archive}: test archive folder not found")
-    folders = [e for e in _visible_entries(archive) if e.is_dir()]
-    unexpected = [e.path for e in folders if e.name not in SUPERB12_CLASSES]
-    if unexpected or not folders:
-        raise CorpusError(
-            f"{archive}: not a 12-class Speech Commands test archive; it may hold only the folders "
-            f"{', '.join(SUPERB12_CLASSES)}" + (f" (found {', '.join(unexpected)})" if unexpected else "")
-        )
-    return [_archive_recording(f.name, entry) for f in folders for entry in _wav_files(Path(f.path))]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,7 +144,7 @@ def noise_lengths(root: Path) -> list[tuple[str, int]]:
             "(use setup='full' for a corpus without one)"
         )
     lengths = []
-    for entry in (e for e in _visible_entries(folder) if e.is_file() and e.name.endswith(".wav")):
+    for entry in (e for e in visible_entries(folder) if e.is_file() and e.name.endswith(".wav")):
         try:
             header = soundfile.info(entry.path)
         except (RuntimeError, soundfile.LibsndfileError) as error:
@@ -426,16 +241,11 @@ def _to_utterances(
     ]
 
 
-def _corpus_name(version: str, setup: str) -> str:
-    """"speech-commands-v0.01-superb12", or without the version when it is not recognised."""
-    return f"speech-commands-{version}-{setup}" if version != "unknown" else f"speech-commands-{setup}"
-
-
 def _reject_parent_folder(root: Path) -> None:
     """A common mistake: pointing at the folder above the corpus. Say which folder to pass."""
     nested = [
         Path(entry.path)
-        for entry in _visible_entries(root)
+        for entry in visible_entries(root)
         if entry.is_dir() and any((Path(entry.path) / name).is_file() for name in LIST_FILES.values())
     ]
     if nested:
@@ -455,7 +265,7 @@ def _load_test_archive_only(root: Path, setup: str, test_root: str | Path | None
     recordings = scan_test_archive(root)
     utterances = _to_utterances(recordings, "test", setup, SUPERB12_CLASSES)
     version = VERSION_BY_TEST_ARCHIVE_SIZE.get(len(recordings), "unknown")
-    name = _corpus_name(version, f"test-{setup}")
+    name = corpus_name(version, f"test-{setup}")
     info = {"version": version, "setup": setup, "layout": "test archive", "test_source": str(root)}
     return build_corpus(name, "kws", root, SUPERB12_CLASSES, utterances, CLIP_SECONDS, info)
 
@@ -467,7 +277,7 @@ def load_speech_commands(
     cache_dir: str | Path | None = None,
     recompute_splits: bool = False,
 ) -> Corpus:
-    """Read a local Speech Commands copy (layouts in the module docstring) as a "kws" Corpus.
+    """Read a local Speech Commands copy (layouts in `speech_commands_layout`) as a "kws" Corpus.
 
     `setup` is "superb12" or "full". `test_root` points at the separate 12-class test archive,
     which then replaces the list-based test split (superb12 only). A root that is itself a test
@@ -484,7 +294,7 @@ def load_speech_commands(
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise CorpusError(f"{root}: Speech Commands folder not found")
-    if _is_test_archive(root):
+    if is_test_archive(root):
         return _load_test_archive_only(root, setup, test_root)
     archive = _checked_test_root(test_root, setup)
     if not any((root / name).is_file() for name in LIST_FILES.values()):
@@ -514,7 +324,7 @@ def load_speech_commands(
         info["silence_regions"] = dict(SILENCE_REGIONS)
     if (root / NOISE_FOLDER).is_dir():
         info["noise_folder"] = str(root / NOISE_FOLDER)  # background noise for training augmentation
-    name = _corpus_name(version, setup)
+    name = corpus_name(version, setup)
     return build_corpus(name, "kws", root, label_names, utterances, CLIP_SECONDS, info)
 
 
@@ -546,86 +356,6 @@ def _silence_for(root: Path, utterances: Sequence[Utterance], skip_test: bool) -
         if not (skip_test and split == "test")  # the archive brings its own _silence_ clips
     }
     return silence_crops(root, counts, SUPERB12_CLASSES.index(SILENCE))
-
-
-SID_MIN_CLIPS = 20  # speakers with fewer clips are dropped from the speaker-ID view
-SID_HELD_OUT_SHARE = 0.15  # of each speaker's clips, for test and again for validation
-SID_MIN_HELD_OUT = 2  # clips per speaker in each of test and validation, at least
-
-
-def _clip_order_key(utt_id: str) -> str:
-    """A fixed pseudo-random order of a speaker's clips (the same everywhere, unlike a seeded RNG)."""
-    return hashlib.sha1(utt_id.encode("utf-8")).hexdigest()
-
-
-def per_speaker_splits(recordings: Sequence[Recording]) -> dict[str, str]:
-    """utt_id -> split, splitting every speaker's clips: test, then validation, then train."""
-    by_speaker: dict[str, list[str]] = {}
-    for recording in recordings:
-        by_speaker.setdefault(recording.speaker, []).append(recording.utt_id)
-    splits: dict[str, str] = {}
-    for utt_ids in by_speaker.values():
-        ordered = sorted(utt_ids, key=_clip_order_key)
-        held_out = max(SID_MIN_HELD_OUT, round(SID_HELD_OUT_SHARE * len(ordered)))
-        for position, utt_id in enumerate(ordered):
-            splits[utt_id] = "test" if position < held_out else "validation" if position < 2 * held_out else "train"
-    return splits
-
-
-def load_speech_commands_sid(root: str | Path, min_clips: int = SID_MIN_CLIPS) -> Corpus:
-    """Read a Speech Commands copy as a speaker-identification Corpus (see the module docstring).
-
-    Every word folder counts (the clip's word is kept in `Utterance.word`); `min_clips` sets
-    which speakers are kept. Raises CorpusError naming the folder at fault, or when too few
-    speakers are left to identify.
-    """
-    try:
-        min_clips = int(min_clips)
-    except (TypeError, ValueError):
-        raise CorpusError(f"min_clips: expected an integer, got {min_clips!r}") from None
-    if min_clips < 2 * SID_MIN_HELD_OUT + 1:
-        raise CorpusError(f"min_clips: must be at least {2 * SID_MIN_HELD_OUT + 1} (a train, validation and test share each), got {min_clips}")
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise CorpusError(f"{root}: Speech Commands folder not found")
-    if _is_test_archive(root):
-        raise CorpusError(f"{root}: a 12-class test archive cannot serve speaker ID; pass the main corpus folder")
-    recordings = scan_word_folders(root)
-    clips_per_speaker: dict[str, int] = {}
-    for recording in recordings:
-        clips_per_speaker[recording.speaker] = clips_per_speaker.get(recording.speaker, 0) + 1
-    kept_speakers = tuple(sorted(s for s, n in clips_per_speaker.items() if n >= min_clips))
-    if len(kept_speakers) < 2:
-        raise CorpusError(
-            f"{root}: only {len(kept_speakers)} speaker(s) have at least {min_clips} clips; "
-            "speaker ID needs two or more (lower min_clips)"
-        )
-    kept = [r for r in recordings if r.speaker in kept_speakers]
-    splits = per_speaker_splits(kept)
-    utterances = [
-        Utterance(utt_id=r.utt_id, path=r.path, label=kept_speakers.index(r.speaker), speaker=r.speaker,
-                  split=splits[r.utt_id], word=r.word)
-        for r in kept
-    ]  # fmt: skip
-    word_folders = {r.folder for r in recordings}
-    version = VERSION_BY_WORD_COUNT.get(len(word_folders), "unknown")
-    selection = (
-        f"{len(kept_speakers)} of {len(clips_per_speaker)} speakers kept (at least {min_clips} clips each): "
-        f"{len(kept)} of {len(recordings)} clips"
-    )
-    info = {
-        "version": version,
-        "layout": "word folders",
-        "min_clips": min_clips,
-        "speakers_kept": len(kept_speakers),
-        "speakers_found": len(clips_per_speaker),
-        "clips_kept": len(kept),
-        "clips_found": len(recordings),
-        "splits_from": f"per speaker, {SID_HELD_OUT_SHARE:.0%} test / {SID_HELD_OUT_SHARE:.0%} validation by clip-id hash",
-        "notes": [selection],
-    }
-    name = _corpus_name(version, "sid")
-    return build_corpus(name, "sid", root, kept_speakers, utterances, CLIP_SECONDS, info)
 
 
 @CORPORA.register("speech-commands")

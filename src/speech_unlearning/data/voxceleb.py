@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from .corpus import CORPORA, Corpus, CorpusError, Utterance
-from .speech_commands import build_corpus, check_task, reject_unknown_options
+from .loader_helpers import build_corpus, check_task, reject_unknown_options
 
 SPLIT_FILE = "iden_split.txt"
 META_FILE = "vox1_meta.csv"

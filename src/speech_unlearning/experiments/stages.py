@@ -65,7 +65,7 @@ def _configure_process(task: RunTask) -> None:
 
 def load_task_corpus(task: RunTask):
     """The corpus of `task` (memoised per process)."""
-    from ..data.corpus import load_corpus
+    from ..data.loaders import load_corpus
 
     key = (task.config["corpus"], task.config["task"], task.cache_dir)
     if key not in _CORPORA:

@@ -77,7 +77,7 @@ def check_corpus_version(metadata: Mapping[str, Any], corpus: Corpus, where: str
 def load_subject(checkpoint: Path, data_spec: str | None, cache_dir: Path | None, allow_other_corpus: bool = False,
                  progress: bool = False, device: str = "auto") -> Subject:
     """Load `checkpoint`, its corpus (`data_spec`, else the recorded spec) and features; read its history."""
-    from ..data.corpus import load_corpus
+    from ..data.loaders import load_corpus
     from ..data.features import FeatureSpec, feature_spec_for, load_features
     from ..models.checkpoint import CheckpointError, load_checkpoint, read_metadata
     from ..training.runtime import select_device
