@@ -19,15 +19,15 @@ import numpy as np
 
 from ..io import atomic_directory, atomic_write_json
 from .executors import RunTask, StageResult
-from .stages import (
+from .task_inputs import (
     SUMMARY_FILE,
-    _configure_process,
-    _input_artefact,
-    _load_model,
-    _relative,
-    _split_of,
+    configure_process,
+    input_artefact,
+    load_model,
     load_task_corpus,
     load_task_features,
+    relative_path,
+    split_of,
 )
 
 
@@ -44,7 +44,7 @@ def _logits(task: RunTask, keys: Sequence[str], forget, original=None) -> tuple[
 
     logits, unchanged = [], []
     for key in keys:
-        model, _ = _load_model(_input_artefact(task, key, "checkpoint"), task.extra.get("device"))
+        model, _ = load_model(input_artefact(task, key, "checkpoint"), task.extra.get("device"))
         logits.append(predict_logits(model, forget))
         unchanged.append(original is not None and is_no_op(model, original))
         del model
@@ -67,7 +67,7 @@ def ensemble_row(task: RunTask, labels: np.ndarray, forget) -> dict[str, Any]:
     if config["method"] == "original":
         original = rows.pool_of(_logits(task, config["subjects"], forget)[0], tables)
         return rows.original_row(labels, original, retrained, tables, retrain_tables)
-    original_model, _ = _load_model(_input_artefact(task, config["original"], "checkpoint"), task.extra.get("device"))
+    original_model, _ = load_model(input_artefact(task, config["original"], "checkpoint"), task.extra.get("device"))
     logits, unchanged = _logits(task, config["subjects"], forget, original_model)
     return rows.method_row(config["method"], labels, rows.pool_of(logits, tables), retrained, tables, retrain_tables,
                            no_op=all(unchanged))
@@ -78,15 +78,15 @@ def run_ensemble(task: RunTask) -> StageResult:
     from ..evaluation.per_example import view_labels
     from ..training.data import ArrayData
 
-    _configure_process(task)
+    configure_process(task)
     start = time.perf_counter()
     corpus = load_task_corpus(task)
-    split = _split_of(task, corpus)
+    split = split_of(task, corpus)
     features, _ = load_task_features(task, corpus, task.config["model"])
     forget = ArrayData(features, corpus.labels, split.forget_indices(corpus))
     row = ensemble_row(task, view_labels(forget), forget)
     seconds = time.perf_counter() - start
     with atomic_directory(task.folder) as folder:
         atomic_write_json(folder / SUMMARY_FILE, row)
-    return StageResult(metrics=row, artefacts={"summary": _relative(task, Path(task.folder) / SUMMARY_FILE)},
+    return StageResult(metrics=row, artefacts={"summary": relative_path(task, Path(task.folder) / SUMMARY_FILE)},
                        seconds=seconds)

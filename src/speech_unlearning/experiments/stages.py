@@ -29,136 +29,26 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..io import atomic_directory, atomic_write_json, read_json
+from .ensembles import run_ensemble
 from .executors import RunTask, StageResult
+from .task_inputs import (
+    CORPUS_FILE,
+    MODEL_FOLDER,
+    SPLIT_FILE,
+    SUMMARY_FILE,
+    configure_process,
+    draw_split,
+    input_artefact,
+    load_model,
+    load_task_corpus,
+    load_task_features,
+    relative_path,
+    split_of,
+    train_config_for,
+)
 
-CORPUS_FILE = "corpus.json"
-SPLIT_FILE = "split.json"
-MODEL_FOLDER = "model"
-SUMMARY_FILE = "summary.json"
-# Classes that are not a keyword anyone would ask to retire: never drawn as class-unlearning targets.
-NON_KEYWORD_CLASSES = ("_unknown_", "_silence_")
 # Metrics a tuning run needs for the Avg. Gap (accuracies and the MIA term).
 TUNE_METRICS = ("accuracy", "svc_mia", "loss_mia")
-
-# Per-process memo of loaded corpora and feature arrays: a worker that runs many runs of the same
-# corpus loads it once (features are memory-mapped, so this costs no memory per run).
-_CORPORA: dict[tuple, Any] = {}
-_FEATURES: dict[tuple, tuple[np.ndarray, Any]] = {}
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared helpers
-
-
-def _relative(task: RunTask, path: Path) -> str:
-    return str(Path(path).resolve().relative_to(Path(task.run_dir).resolve()))
-
-
-def _configure_process(task: RunTask) -> None:
-    """Limit torch's threads to the CPUs reserved for this run (pool and Ray workers)."""
-    threads = task.extra.get("threads")
-    if threads:
-        import torch
-
-        torch.set_num_threads(max(1, int(threads)))
-
-
-def load_task_corpus(task: RunTask):
-    """The corpus of `task` (memoised per process)."""
-    from ..data.loaders import load_corpus
-
-    key = (task.config["corpus"], task.config["task"], task.cache_dir)
-    if key not in _CORPORA:
-        if "<" in task.config["corpus"]:
-            raise ValueError(f"corpus {task.config['corpus']}: the data path is required to run this grid")
-        _CORPORA[key] = load_corpus(task.config["corpus"], task.config["task"], cache_dir=task.cache_dir)
-    return _CORPORA[key]
-
-
-def load_task_features(task: RunTask, corpus, model_name: str) -> tuple[np.ndarray, Any]:
-    """(features (N, ...), FeatureSpec) of `corpus` as `model_name` consumes them (memoised)."""
-    from ..models.registry import model_info
-    from ..training.recipes import corpus_arrays
-
-    kind = model_info(model_name).input_kind
-    key = (corpus.fingerprint, kind, task.cache_dir)
-    if key not in _FEATURES:
-        _FEATURES[key] = corpus_arrays(corpus, kind, task.cache_dir, progress=False)
-    return _FEATURES[key]
-
-
-def train_config_for(task: RunTask):
-    """The recipe of (task, model) with the grid's epochs / time cap, the run's seed and device."""
-    from ..training.recipes import default_train_config
-
-    settings = task.config.get("train", {})
-    # Grids made before recipes could be chosen have no key: they trained with early-stop.
-    config = default_train_config(task.config["task"], task.config["model"], settings.get("recipe", "early-stop"))
-    # A Retrain replica of the reference set trains with its own seed (init and data order).
-    changes: dict[str, Any] = {"seed": int(task.config.get("init_seed", task.config["seed"])), "progress": False}
-    if settings.get("epochs"):
-        changes["epochs"] = int(settings["epochs"])
-    if settings.get("max_seconds"):
-        changes["max_seconds"] = float(settings["max_seconds"])
-    if task.extra.get("device"):
-        changes["device"] = task.extra["device"]
-    return dataclasses.replace(config, **changes)
-
-
-def _eligible_classes(corpus) -> list[str]:
-    """Class names with training items that a class-unlearning request may target."""
-    train_labels = set(corpus.labels[corpus.indices("train")].tolist())
-    return [name for index, name in enumerate(corpus.label_names)
-            if index in train_labels and name not in NON_KEYWORD_CLASSES]
-
-
-def _eligible_speakers(corpus) -> list[str]:
-    """People with at least the median number of training recordings (so Df is not trivial);
-    the pseudo-speakers of noise clips are never drawn."""
-    from ..data.corpus import is_person
-
-    train = corpus.indices("train")
-    people = [index for index in train if is_person(corpus.speakers[index])]
-    speakers, counts = np.unique(corpus.speakers[people], return_counts=True)
-    return sorted(speakers[counts >= np.median(counts)].tolist())
-
-
-def draw_split(corpus, spec: Mapping[str, Any]):
-    """The forget split described by a plan split spec, drawn deterministically from its seed."""
-    from ..data.splits import class_split, sample_split, speaker_split
-
-    scenario, seed = spec["scenario"], int(spec["seed"])
-    if scenario == "sample":
-        return sample_split(corpus, float(spec["ratio"]), seed)
-    rng = np.random.default_rng([seed, len(scenario)])
-    candidates = _eligible_classes(corpus) if scenario == "class" else _eligible_speakers(corpus)
-    count = int(spec["count"])
-    if count > len(candidates):
-        raise ValueError(f"{scenario} unlearning of {count} targets: {corpus.name} has only {len(candidates)} candidates")
-    chosen = sorted(rng.choice(candidates, size=count, replace=False).tolist())
-    return class_split(corpus, chosen) if scenario == "class" else speaker_split(corpus, chosen)
-
-
-def _load_model(folder: str, device: str | None):
-    """(model, metadata) of a checkpoint folder, moved to the run's device."""
-    from ..models.checkpoint import load_checkpoint
-    from ..training.runtime import select_device
-
-    model, metadata = load_checkpoint(folder)
-    return model.to(select_device(device or "auto")).eval(), metadata
-
-
-def _input_artefact(task: RunTask, key: str, name: str) -> str:
-    artefacts = task.input(key)["artefacts"]
-    if name not in artefacts:
-        raise KeyError(f"run {key[:12]} has no artefact {name!r} (it has: {', '.join(artefacts)})")
-    return artefacts[name]
-
-
-def _split_of(task: RunTask, corpus):
-    from ..data.splits import load_split
-
-    return load_split(_input_artefact(task, task.config["retrain"], "split"), corpus)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +57,7 @@ def _split_of(task: RunTask, corpus):
 
 def run_corpus(task: RunTask) -> StageResult:
     """Load (or build) the corpus and cache the features of every backbone of the grid."""
-    _configure_process(task)
+    configure_process(task)
     start = time.perf_counter()
     corpus = load_task_corpus(task)
     specs = {}
@@ -187,7 +77,7 @@ def run_corpus(task: RunTask) -> StageResult:
     }
     with atomic_directory(task.folder) as folder:
         atomic_write_json(folder / CORPUS_FILE, summary)
-    return StageResult(metrics=summary, artefacts={"corpus": _relative(task, Path(task.folder) / CORPUS_FILE)},
+    return StageResult(metrics=summary, artefacts={"corpus": relative_path(task, Path(task.folder) / CORPUS_FILE)},
                        seconds=seconds)
 
 
@@ -198,7 +88,7 @@ def _train(task: RunTask, split=None) -> StageResult:
     from ..training.recipes import checkpoint_metadata, train_original
     from ..training.trainer import step_matched_epochs
 
-    _configure_process(task)
+    configure_process(task)
     corpus = load_task_corpus(task)
     config = train_config_for(task)
     train_rows = None if split is None else split.retain_indices(corpus)
@@ -223,7 +113,7 @@ def _train(task: RunTask, split=None) -> StageResult:
     if split is not None:
         metrics["n_forget"] = int(len(split.forget_ids))
         metrics["forget"] = dict(split.params)
-    paths = {name: _relative(task, Path(task.folder) / rel) for name, rel in artefacts.items()}
+    paths = {name: relative_path(task, Path(task.folder) / rel) for name, rel in artefacts.items()}
     return StageResult(metrics=metrics, artefacts=paths, seconds=float(result.seconds))
 
 
@@ -246,7 +136,7 @@ def _unlearn(task: RunTask, corpus, split, overrides: Mapping[str, Any]):
     from .plan import load_methods
 
     load_methods()
-    original, metadata = _load_model(_input_artefact(task, task.config["original"], "checkpoint"),
+    original, metadata = load_model(input_artefact(task, task.config["original"], "checkpoint"),
                                       task.extra.get("device"))
     features, _ = load_task_features(task, corpus, task.config["model"])
     applied = unlearn_benchmark_split(
@@ -262,9 +152,9 @@ def run_unlearn(task: RunTask) -> StageResult:
     from ..forgetting.deletion import benchmark_metadata
     from ..models.checkpoint import save_checkpoint
 
-    _configure_process(task)
+    configure_process(task)
     corpus = load_task_corpus(task)
-    split = _split_of(task, corpus)
+    split = split_of(task, corpus)
     hyper = task.config.get("hyper", {})
     # A tuned run takes the hyper-parameters the driver chose on the validation split.
     overrides = task.extra["overrides"] if "tuned" in hyper else hyper.get("overrides", {})
@@ -277,8 +167,8 @@ def run_unlearn(task: RunTask) -> StageResult:
     with atomic_directory(task.folder) as folder:
         save_checkpoint(folder / MODEL_FOLDER, result.model.cpu(), metadata)
         atomic_write_json(folder / SUMMARY_FILE, {**summary, "log": result.log})
-    artefacts = {"checkpoint": _relative(task, Path(task.folder) / MODEL_FOLDER),
-                 "summary": _relative(task, Path(task.folder) / SUMMARY_FILE)}
+    artefacts = {"checkpoint": relative_path(task, Path(task.folder) / MODEL_FOLDER),
+                 "summary": relative_path(task, Path(task.folder) / SUMMARY_FILE)}
     return StageResult(metrics=summary, artefacts=artefacts, seconds=float(result.seconds))
 
 
@@ -314,7 +204,7 @@ def _unchanged(model, task: RunTask, device: str | None) -> bool:
     method that returns it is a no-op, not a win."""
     from ..evaluation import is_no_op
 
-    original, _ = _load_model(_input_artefact(task, task.config["original"], "checkpoint"), device)
+    original, _ = load_model(input_artefact(task, task.config["original"], "checkpoint"), device)
     return is_no_op(model, original)
 
 
@@ -322,13 +212,13 @@ def run_evaluate(task: RunTask) -> StageResult:
     """Score one model (Original, Retrain or unlearned) on the cell's split against the Retrain."""
     from ..evaluation import evaluate_unlearning, gap_to_retrain, write_report
 
-    _configure_process(task)
+    configure_process(task)
     corpus = load_task_corpus(task)
-    split = _split_of(task, corpus)
+    split = split_of(task, corpus)
     features, _ = load_task_features(task, corpus, task.config["model"])
     device = task.extra.get("device")
     subject = task.config["subject"]
-    model, _ = _load_model(_input_artefact(task, subject, "checkpoint"), device)
+    model, _ = load_model(input_artefact(task, subject, "checkpoint"), device)
     retrain_seconds = task.input(task.config["retrain"])["seconds"]
     names = _metric_names(task.config.get("options", {}))
     common = dict(metrics=names, seed=int(task.config["seed"]), progress=False, retrain_seconds=retrain_seconds)
@@ -337,7 +227,7 @@ def run_evaluate(task: RunTask) -> StageResult:
         report = evaluate_unlearning(model, features, corpus, split, unlearn_seconds=retrain_seconds, **common)
         report["gap_to_retrain"] = gap_to_retrain(report["models"]["unlearned"], report["models"]["unlearned"])
     else:
-        reference, _ = _load_model(_input_artefact(task, task.config["retrain"], "checkpoint"), device)
+        reference, _ = load_model(input_artefact(task, task.config["retrain"], "checkpoint"), device)
         cache = {f"retrained/{name}": values
                  for name, values in task.input(task.config["reference_eval"])["metrics"]["metrics"].items()}
         # A Retrain replica's time is its training time, like the first Retrain's; the Original has none.
@@ -350,8 +240,8 @@ def run_evaluate(task: RunTask) -> StageResult:
     seconds = time.perf_counter() - start
     with atomic_directory(task.folder) as folder:
         write_report(folder, report)
-    artefacts = {"report": _relative(task, Path(task.folder) / "report.json"),
-                 "report_md": _relative(task, Path(task.folder) / "report.md")}
+    artefacts = {"report": relative_path(task, Path(task.folder) / "report.json"),
+                 "report_md": relative_path(task, Path(task.folder) / "report.md")}
     return StageResult(metrics=summarise_report(read_json(Path(task.folder) / "report.json")),
                        artefacts=artefacts, seconds=seconds)
 
@@ -390,15 +280,15 @@ def run_tune(task: RunTask) -> StageResult:
     from ..evaluation import evaluate_unlearning
     from .plan import load_methods
 
-    _configure_process(task)
+    configure_process(task)
     load_methods()
     corpus = load_task_corpus(task)
-    split = _split_of(task, corpus)
+    split = split_of(task, corpus)
     overrides = scaled_overrides(task.config["method"], task.config.get("overrides", {}), task.config["point"])
     applied, _ = _unlearn(task, corpus, split, overrides)
     result = applied.result
     features, _ = load_task_features(task, corpus, task.config["model"])
-    reference, _ = _load_model(_input_artefact(task, task.config["retrain"], "checkpoint"), task.extra.get("device"))
+    reference, _ = load_model(input_artefact(task, task.config["retrain"], "checkpoint"), task.extra.get("device"))
     report = evaluate_unlearning(result.model, features, corpus, ValidationAsTest(split), reference=reference,
                                  metrics=TUNE_METRICS, seed=int(task.config["seed"]), progress=False)
     gap = report["gap_to_retrain"] or {}
@@ -407,15 +297,8 @@ def run_tune(task: RunTask) -> StageResult:
                "test_stand_in": "validation"}
     with atomic_directory(task.folder) as folder:
         atomic_write_json(folder / SUMMARY_FILE, summary)
-    return StageResult(metrics=summary, artefacts={"summary": _relative(task, Path(task.folder) / SUMMARY_FILE)},
+    return StageResult(metrics=summary, artefacts={"summary": relative_path(task, Path(task.folder) / SUMMARY_FILE)},
                        seconds=float(result.seconds))
-
-
-def run_ensemble(task: RunTask) -> StageResult:
-    """One row of a split against its Retrains (experiments/ensembles.py)."""
-    from .ensembles import run_ensemble as score_row
-
-    return score_row(task)
 
 
 STAGE_FUNCTIONS = {

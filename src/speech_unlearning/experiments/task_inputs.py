@@ -1,0 +1,139 @@
+"""What every stage of a grid reads: its corpus and features (memoised per worker process), its
+recipe, its forget split, the checkpoints and artefacts of the runs it depends on.
+
+Kept apart from the stage functions (stages.py) so that other stage modules (ensembles.py) can
+use them without importing the stage table that lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .executors import RunTask
+
+CORPUS_FILE = "corpus.json"
+SPLIT_FILE = "split.json"
+MODEL_FOLDER = "model"
+SUMMARY_FILE = "summary.json"
+# Classes that are not a keyword anyone would ask to retire: never drawn as class-unlearning targets.
+NON_KEYWORD_CLASSES = ("_unknown_", "_silence_")
+
+# Per-process memo of loaded corpora and feature arrays: a worker that runs many runs of the same
+# corpus loads it once (features are memory-mapped, so this costs no memory per run).
+_CORPORA: dict[tuple, Any] = {}
+_FEATURES: dict[tuple, tuple[np.ndarray, Any]] = {}
+
+
+def relative_path(task: RunTask, path: Path) -> str:
+    return str(Path(path).resolve().relative_to(Path(task.run_dir).resolve()))
+
+
+def configure_process(task: RunTask) -> None:
+    """Limit torch's threads to the CPUs reserved for this run (pool and Ray workers)."""
+    threads = task.extra.get("threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+
+
+def load_task_corpus(task: RunTask):
+    """The corpus of `task` (memoised per process)."""
+    from ..data.loaders import load_corpus
+
+    key = (task.config["corpus"], task.config["task"], task.cache_dir)
+    if key not in _CORPORA:
+        if "<" in task.config["corpus"]:
+            raise ValueError(f"corpus {task.config['corpus']}: the data path is required to run this grid")
+        _CORPORA[key] = load_corpus(task.config["corpus"], task.config["task"], cache_dir=task.cache_dir)
+    return _CORPORA[key]
+
+
+def load_task_features(task: RunTask, corpus, model_name: str) -> tuple[np.ndarray, Any]:
+    """(features (N, ...), FeatureSpec) of `corpus` as `model_name` consumes them (memoised)."""
+    from ..models.registry import model_info
+    from ..training.recipes import corpus_arrays
+
+    kind = model_info(model_name).input_kind
+    key = (corpus.fingerprint, kind, task.cache_dir)
+    if key not in _FEATURES:
+        _FEATURES[key] = corpus_arrays(corpus, kind, task.cache_dir, progress=False)
+    return _FEATURES[key]
+
+
+def train_config_for(task: RunTask):
+    """The recipe of (task, model) with the grid's epochs / time cap, the run's seed and device."""
+    from ..training.recipes import default_train_config
+
+    settings = task.config.get("train", {})
+    # Grids made before recipes could be chosen have no key: they trained with early-stop.
+    config = default_train_config(task.config["task"], task.config["model"], settings.get("recipe", "early-stop"))
+    # A Retrain replica of the reference set trains with its own seed (init and data order).
+    changes: dict[str, Any] = {"seed": int(task.config.get("init_seed", task.config["seed"])), "progress": False}
+    if settings.get("epochs"):
+        changes["epochs"] = int(settings["epochs"])
+    if settings.get("max_seconds"):
+        changes["max_seconds"] = float(settings["max_seconds"])
+    if task.extra.get("device"):
+        changes["device"] = task.extra["device"]
+    return dataclasses.replace(config, **changes)
+
+
+def _eligible_classes(corpus) -> list[str]:
+    """Class names with training items that a class-unlearning request may target."""
+    train_labels = set(corpus.labels[corpus.indices("train")].tolist())
+    return [name for index, name in enumerate(corpus.label_names)
+            if index in train_labels and name not in NON_KEYWORD_CLASSES]
+
+
+def _eligible_speakers(corpus) -> list[str]:
+    """People with at least the median number of training recordings (so Df is not trivial);
+    the pseudo-speakers of noise clips are never drawn."""
+    from ..data.corpus import is_person
+
+    train = corpus.indices("train")
+    people = [index for index in train if is_person(corpus.speakers[index])]
+    speakers, counts = np.unique(corpus.speakers[people], return_counts=True)
+    return sorted(speakers[counts >= np.median(counts)].tolist())
+
+
+def draw_split(corpus, spec: Mapping[str, Any]):
+    """The forget split described by a plan split spec, drawn deterministically from its seed."""
+    from ..data.splits import class_split, sample_split, speaker_split
+
+    scenario, seed = spec["scenario"], int(spec["seed"])
+    if scenario == "sample":
+        return sample_split(corpus, float(spec["ratio"]), seed)
+    rng = np.random.default_rng([seed, len(scenario)])
+    candidates = _eligible_classes(corpus) if scenario == "class" else _eligible_speakers(corpus)
+    count = int(spec["count"])
+    if count > len(candidates):
+        raise ValueError(f"{scenario} unlearning of {count} targets: {corpus.name} has only {len(candidates)} candidates")
+    chosen = sorted(rng.choice(candidates, size=count, replace=False).tolist())
+    return class_split(corpus, chosen) if scenario == "class" else speaker_split(corpus, chosen)
+
+
+def load_model(folder: str, device: str | None):
+    """(model, metadata) of a checkpoint folder, moved to the run's device."""
+    from ..models.checkpoint import load_checkpoint
+    from ..training.runtime import select_device
+
+    model, metadata = load_checkpoint(folder)
+    return model.to(select_device(device or "auto")).eval(), metadata
+
+
+def input_artefact(task: RunTask, key: str, name: str) -> str:
+    artefacts = task.input(key)["artefacts"]
+    if name not in artefacts:
+        raise KeyError(f"run {key[:12]} has no artefact {name!r} (it has: {', '.join(artefacts)})")
+    return artefacts[name]
+
+
+def split_of(task: RunTask, corpus):
+    from ..data.splits import load_split
+
+    return load_split(input_artefact(task, task.config["retrain"], "split"), corpus)
