@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from speech_unlearning.forgetting.acceptance import AcceptanceThresholds, at_most_above, within
 from speech_unlearning.forgetting.history import (
     DEFAULT_BUDGET_FRACTION,
     default_budget,
@@ -22,7 +23,7 @@ from speech_unlearning.forgetting.history import (
     recorded_split,
 )
 from speech_unlearning.forgetting.request import DeletionRequest, resolve_request
-from speech_unlearning.forgetting.verify import AcceptanceThresholds, at_most_above, verify_request, within
+from speech_unlearning.forgetting.verify import verify_request
 from speech_unlearning.io import sha256_file
 
 from cli_helpers import LENIENT, QUICK_METHOD, run_cli
