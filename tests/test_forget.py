@@ -15,10 +15,11 @@ from speech_unlearning.config import ConfigError
 from speech_unlearning.data.corpus import CorpusError
 from speech_unlearning.data.loaders import load_corpus
 from speech_unlearning.experiments.choice_table import choice_table_from_runs
+from speech_unlearning.forgetting.acceptance import AcceptanceThresholds
 from speech_unlearning.forgetting.history import recorded_split
 from speech_unlearning.forgetting.choice import CHOICE_FILE, load_choice_table, request_scenario
 from speech_unlearning.forgetting.request import DeletionRequest, load_request_file, resolve_request
-from speech_unlearning.forgetting.verify import AcceptanceThresholds, verify_request
+from speech_unlearning.forgetting.verify import verify_request
 from speech_unlearning.io import sha256_file
 from speech_unlearning.models.checkpoint import checkpoint_sha256, load_checkpoint
 

@@ -147,7 +147,7 @@ def add_method_options(group) -> None:
 
 
 def add_verification_options(group) -> None:
-    from ..forgetting.verify import AcceptanceThresholds
+    from ..forgetting.acceptance import AcceptanceThresholds
 
     keys = "; ".join(f"{name} (default {default})" for name, _, default, _ in describe_fields(AcceptanceThresholds))
     group.add_argument(
@@ -197,7 +197,7 @@ def options_from_args(args: argparse.Namespace):
     from ..forgetting.apply import MethodSpec
     from ..forgetting.deletion import ForgetOptions
     from ..forgetting.output import check_output
-    from ..forgetting.verify import AcceptanceThresholds
+    from ..forgetting.acceptance import AcceptanceThresholds
 
     if args.checkpoint is None:
         raise ValueError("--checkpoint is required (only --auto-from with --export-choice runs without it)")

@@ -9,6 +9,6 @@
               (unlearning only through `forgetting.apply`);
 - `runner`    the driver: resume, crash recovery, failure recording, tuning selection;
 - `tuning`    hyper-parameter choice on validation forget splits;
-- `report`    Markdown / CSV / HTML tables and plots of a run folder;
+- `report`    Markdown / CSV / HTML tables and plots of a run folder (a package, one module per job);
 - `choice_table` a `--method auto` choice table from a run folder's results.
 """

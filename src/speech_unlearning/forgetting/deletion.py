@@ -28,13 +28,14 @@ import numpy as np
 
 from ..config import to_dict
 from ..methods.retrain import retrain_seed
+from .acceptance import AcceptanceThresholds, Verification
 from .apply import Applied, MethodSpec, Subject, apply, unlearn_subject, load_subject
 from .audit import AUDIT_SCHEMA_VERSION, forgotten_item_records, software_versions, write_audit
 from .choice import MethodChoice, choose_method
 from .history import BudgetChoice, history_entry, merge_splits, train_config_of, utc_now, with_entry
 from .output import check_output, check_writable
 from .request import DeletionRequest, Resolution, SplitRequest, resolve_request
-from .verify import AcceptanceThresholds, Verification, verify_request
+from .verify import verify_request
 
 SPLIT_FILE = "split.json"
 EXIT_PASS, EXIT_FAILED, EXIT_BAD_REQUEST, EXIT_IO = 0, 1, 2, 3

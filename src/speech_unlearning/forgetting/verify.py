@@ -22,8 +22,8 @@ result with `AcceptanceThresholds`:
 
 Every check reports its sample size and a 95 % Wilson interval; a check on fewer than
 `min_check_items` recordings is "not enough recordings (n = 3)" rather than pass or fail.
-Values are compared with their limits up to `TOLERANCE` (0.6000000000000001 is 0.6). Each check
-also says whether the model before unlearning already met it.
+Values are compared with their limits up to `acceptance.TOLERANCE` (0.6000000000000001 is
+0.6). Each check also says whether the model before unlearning already met it.
 
 Verdicts: "pass"; "fail" (a check failed); "no-op" when the weights did not change (a byte-identical
 model is never a pass, even when the Original already met every check: then there was nothing
@@ -33,326 +33,25 @@ thresholds they were accepted with, as their history entry records them.
 Logits are computed once per model on only the rows the checks need (Df groups, Dtest and a
 seeded sample of Dr), so verification stays cheap for large backbones. The membership attack is
 the evaluation layer's `loss_mia`, the intervals its `wilson_interval`.
+
+The thresholds, checks and verdict are defined in `acceptance`; what is measured, in `scoring`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
-from ..config import from_mapping, require
 from ..data.corpus import Corpus
 from ..data.splits import UnlearningSplit
 from ..evaluation.intervals import wilson_interval
-from ..training.data import ArrayData
-from ..training.inference import per_sample_loss, predict_logits
+from .acceptance import (AcceptanceThresholds, Check, Verification, at_most_above, before_met_every_check,
+                         thresholds_from, within)
 from .history import EarlierRequest, merge_splits
-
-TOLERANCE = 1e-9  # float noise allowed when a value is compared with its limit
-VERDICTS = ("pass", "fail", "no-op")
-RETAIN_SAMPLE = 500  # Dr rows scored for the Dr accuracy (seeded sample; Dr can be the whole corpus)
-ROLES: tuple[str, ...] = ("before", "after", "retrained")
-
-
-@dataclass
-class AcceptanceThresholds:
-    """When a deletion request counts as done (`--threshold key=value`); points are percentage points."""
-
-    forget_tolerance_pp: float = field(
-        default=10.0,
-        metadata={"help": "Df accuracy may exceed its target by this much (and, for recordings whose labels "
-                          "stay in use, also fall short of it by this much)"},
-    )
-    mia_tolerance_pp: float = field(
-        default=10.0, metadata={"help": "loss-MIA accuracy on Df may differ from its target by this much"}
-    )
-    max_test_drop_pp: float = field(
-        default=3.0,
-        metadata={"help": "largest allowed drop of Dtest accuracy on the classes still served (negative: "
-                          "demand a gain)"},
-    )
-    max_remaining_drop_pp: float = field(
-        default=3.0,
-        metadata={"help": "largest allowed drop of the remaining classes' mean per-class accuracy, and of the "
-                          "other speakers' accuracy"},
-    )
-    min_unseen_test_rows: int = field(
-        default=20,
-        metadata={"help": "test recordings of never-seen speakers needed to use them as the unseen-speaker "
-                          "target; fewer: all served test recordings"},
-    )
-    min_check_items: int = field(
-        default=10,
-        metadata={"help": "recordings a forgetting check needs to mean anything; fewer: 'not enough recordings'"},
-    )
-    recheck_earlier: bool = field(
-        default=True, metadata={"help": "check the items of earlier requests again (they must stay forgotten)"}
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("forget_tolerance_pp", "mia_tolerance_pp"):
-            require(0 <= getattr(self, name) <= 100, name, f"must be in [0, 100], got {getattr(self, name)}")
-        for name in ("max_test_drop_pp", "max_remaining_drop_pp"):
-            require(-100 <= getattr(self, name) <= 100, name, f"must be in [-100, 100], got {getattr(self, name)}")
-        require(self.min_unseen_test_rows >= 1, "min_unseen_test_rows", f"must be >= 1, got {self.min_unseen_test_rows}")
-        require(self.min_check_items >= 1, "min_check_items", f"must be >= 1, got {self.min_check_items}")
-
-
-def thresholds_from(stored: Mapping[str, Any] | None, default: AcceptanceThresholds) -> AcceptanceThresholds:
-    """The thresholds a history entry recorded (keys of older versions ignored), else `default`."""
-    if not stored:
-        return default
-    known = {f.name for f in dataclasses.fields(AcceptanceThresholds)}
-    return from_mapping(AcceptanceThresholds, {k: v for k, v in stored.items() if k in known},
-                        where="thresholds recorded in the checkpoint history")
-
-
-# ---------------------------------------------------------------------------------------------
-# What was forgotten: groups of training rows with their membership-attack counterparts
-
-
-@dataclass(frozen=True)
-class ForgetGroup:
-    """Training rows forgotten together (one kind of one request), and how to check them."""
-
-    name: str  # e.g. "keyword 3", "speaker jackson", "3 listed file(s)"
-    origin: str  # "this request" or "earlier request <id>"
-    positions: np.ndarray  # sorted corpus positions
-    labels: tuple[int, ...]  # forgotten classes; empty when the labels stay in use
-    mia_rows: np.ndarray  # test rows the loss MIA compares Df with
-    mia_rows_text: str
-    speakers: tuple[str, ...] = ()  # the forgotten speakers of a speaker request
-    thresholds: AcceptanceThresholds | None = None  # an earlier request's own; None: today's
-
-    @property
-    def class_like(self) -> bool:
-        return bool(self.labels)
-
-
-def _group_name(corpus: Corpus, split: UnlearningSplit) -> str:
-    if split.kind == "class":
-        word = "keyword" if corpus.task == "kws" else "class"
-        return f"{word}(s) {', '.join(split.params['classes'])}"
-    if split.kind == "speaker":
-        speakers = split.params.get("speakers") or sorted(set(corpus.speakers[split.forget_indices(corpus)].tolist()))
-        return f"speaker(s) {', '.join(map(str, speakers))}"
-    if split.kind == "sample":
-        return f"random sample of {len(split.forget_ids)} recording(s)"
-    return f"{len(split.forget_ids)} listed recording(s)"
-
-
-def forget_group(corpus: Corpus, split: UnlearningSplit, origin: str,
-                 thresholds: AcceptanceThresholds | None = None) -> ForgetGroup:
-    """The group of `split`, with the loss-MIA non-members drawn from the same population as Df.
-
-    Forgotten classes: their test recordings. A speaker split: that speaker's test recordings
-    when there are at least two, else all test recordings. Otherwise: all test recordings.
-    """
-    positions = split.forget_indices(corpus)
-    labels = tuple(split.forgotten_labels(corpus))
-    test = corpus.indices("test")
-    mia_rows, text = test, "all test recordings"
-    speakers = tuple(sorted(set(corpus.speakers[positions].tolist()))) if split.kind == "speaker" else ()
-    if labels:
-        mia_rows, text = test[np.isin(corpus.labels[test], labels)], "test recordings of the forgotten class(es)"
-    elif split.kind == "speaker":
-        mine = test[np.isin(corpus.speakers[test], speakers)]
-        if len(mine) >= 2:
-            mia_rows, text = mine, "test recordings of the forgotten speaker(s)"
-    return ForgetGroup(_group_name(corpus, split), origin, positions, labels, mia_rows, text, speakers, thresholds)
-
-
-# ---------------------------------------------------------------------------------------------
-# Scores of one model on the rows that matter
-
-
-class RowScores:
-    """Correctness and per-sample loss of one model on a fixed set of corpus rows (one forward pass)."""
-
-    def __init__(self, model: nn.Module, features: np.ndarray, corpus: Corpus, rows: np.ndarray, batch_size: int = 256):
-        self.rows = np.unique(np.asarray(rows, dtype=np.int64))
-        logits = predict_logits(model, ArrayData(features, corpus.labels, self.rows), batch_size)  # (n, C)
-        labels = corpus.labels[self.rows]
-        self.correct = logits.argmax(axis=1) == labels
-        self.losses = per_sample_loss(torch.from_numpy(logits).double(), torch.from_numpy(labels)).numpy()
-        self.labels = labels
-        self._attacks: dict[tuple[bytes, bytes, int], dict[str, float] | None] = {}  # the same groups recur
-
-    def _at(self, positions: np.ndarray) -> np.ndarray:
-        where = np.searchsorted(self.rows, positions)
-        if len(positions) and (where.max() >= len(self.rows) or np.any(self.rows[where] != positions)):
-            raise ValueError("RowScores: asked for rows that were not scored")
-        return where
-
-    def accuracy(self, positions: np.ndarray) -> float | None:
-        """Fraction correct on `positions`; None when empty."""
-        return float(np.mean(self.correct[self._at(positions)])) if len(positions) else None
-
-    def mean_class_accuracy(self, positions: np.ndarray) -> float | None:
-        """Mean over the classes present in `positions` of each class's accuracy (macro average)."""
-        where = self._at(positions)
-        if not len(where):
-            return None
-        per_class = [np.mean(self.correct[where][self.labels[where] == label]) for label in np.unique(self.labels[where])]
-        return float(np.mean(per_class))
-
-    def membership(self, members: np.ndarray, nonmembers: np.ndarray, seed: int) -> dict[str, float] | None:
-        """Loss-MIA accuracy / AUC of members vs non-members; None when a group is too small."""
-        from ..evaluation.mia import MIAInputError, loss_mia  # imported late: the CLI help should not load sklearn
-
-        key = (np.asarray(members).tobytes(), np.asarray(nonmembers).tobytes(), seed)
-        if key not in self._attacks:
-            try:
-                self._attacks[key] = loss_mia(self.losses[self._at(members)], self.losses[self._at(nonmembers)], seed=seed)
-            except MIAInputError:
-                self._attacks[key] = None
-        return self._attacks[key]
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks
-
-
-@dataclass
-class Check:
-    """One acceptance check: a value, its target, the rule, and whether it passed (None: not run)."""
-
-    name: str
-    category: str  # "forgetting" | "utility" | "earlier requests"
-    value: float | None
-    target: float | None
-    target_source: str  # what the target is, e.g. "chance, 1/10"
-    rule: str  # e.g. "within 10 pp of the target"
-    passed: bool | None
-    note: str = ""
-    n: int | None = None  # recordings the value was measured on
-    interval: tuple[float, float] | None = None  # 95 % interval of the value
-    original_passed: bool | None = None  # whether the model before unlearning already met the check
-
-    @property
-    def result(self) -> str:
-        """"pass", "FAIL", "not enough recordings (n = 3)" or "not run"."""
-        if self.passed is not None:
-            return "pass" if self.passed else "FAIL"
-        return self.note if self.note.startswith("not enough recordings") else "not run"
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["interval"] = list(self.interval) if self.interval is not None else None
-        values["result"] = self.result
-        return values
-
-
-@dataclass
-class Verification:
-    """Everything `verify_request` measured and decided."""
-
-    checks: list[Check]
-    metrics: dict[str, dict[str, Any]]  # role -> metric name -> value (rates in [0, 1])
-    thresholds: AcceptanceThresholds
-    notes: list[str]
-    gap_to_retrain: dict | None = None
-    weights_changed: bool | None = None  # None: not known (the caller did not compare)
-
-    @property
-    def verdict(self) -> str:
-        """"fail" when a check failed; "no-op" when the weights did not change; else "pass"."""
-        if any(check.passed is False for check in self.checks):
-            return "fail"
-        return "no-op" if self.weights_changed is False else "pass"
-
-    @property
-    def nothing_to_forget(self) -> bool:
-        """Whether the model before unlearning already met every check that ran."""
-        ran = [check for check in self.checks if check.passed is not None]
-        return bool(ran) and all(check.original_passed is not False for check in ran)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [check for check in self.checks if check.passed is False]
-
-
-def percent(value: float | None) -> str:
-    """0.123 -> "12.3 %"; None -> "-"."""
-    return "-" if value is None else f"{100 * value:.1f} %"
-
-
-def _sample_rows(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """At most `count` of `rows`, a seeded sample (sorted)."""
-    if len(rows) <= count:
-        return rows
-    rng = np.random.default_rng([seed, zlib.crc32(b"audit/retain")])
-    return np.sort(rng.choice(rows, size=count, replace=False))
-
-
-@dataclass(frozen=True)
-class _Populations:
-    """Test rows the utility and forgetting targets are measured on."""
-
-    served: np.ndarray  # Dtest minus every forgotten class
-    unseen: np.ndarray  # served rows of speakers with no training recording
-    others: np.ndarray | None  # served rows of speakers not forgotten (speaker requests in KWS)
-    retain_sample: np.ndarray
-    unseen_text: str
-
-
-def _populations(
-    corpus: Corpus, groups: Sequence[ForgetGroup], retain: np.ndarray, thresholds: AcceptanceThresholds, seed: int
-) -> _Populations:
-    test = corpus.indices("test")
-    forgotten_labels = sorted({label for group in groups for label in group.labels})
-    served = test[~np.isin(corpus.labels[test], forgotten_labels)]
-    training_speakers = set(corpus.speakers[corpus.indices("train")].tolist())
-    unseen = served[~np.isin(corpus.speakers[served], list(training_speakers))]
-    text = f"{len(unseen)} test recordings of speakers with no training recording"
-    if len(unseen) < thresholds.min_unseen_test_rows:
-        text = (
-            f"all {len(served)} served test recordings: the corpus has only {len(unseen)} test recording(s) of "
-            f"speakers absent from training (fewer than min_unseen_test_rows = {thresholds.min_unseen_test_rows}; "
-            "FSDD, for one, has every speaker in every split), so the target is the test accuracy of the model "
-            "before unlearning"
-        )
-        unseen = served
-    gone = sorted({speaker for g in groups if not g.class_like for speaker in g.speakers})
-    others = served[~np.isin(corpus.speakers[served], gone)] if gone else None
-    return _Populations(served, unseen, others, _sample_rows(retain, RETAIN_SAMPLE, seed), text)
-
-
-def _role_metrics(scores: RowScores, groups: Sequence[ForgetGroup], request: ForgetGroup, pops: _Populations,
-                  corpus: Corpus, seed: int) -> dict[str, Any]:
-    """The metrics of one model: overall accuracies, and Df accuracy / loss MIA per group."""
-    test = corpus.indices("test")
-    metrics: dict[str, Any] = {
-        "df_accuracy": scores.accuracy(request.positions),
-        "dr_accuracy": scores.accuracy(pops.retain_sample),
-        "test_accuracy": scores.accuracy(test),
-        "served_test_accuracy": scores.accuracy(pops.served),
-        "remaining_mean_class_accuracy": scores.mean_class_accuracy(pops.served),
-        "unseen_speaker_accuracy": scores.accuracy(pops.unseen),
-        "loss_mia": scores.membership(request.positions, request.mia_rows, seed),
-    }
-    sizes = {"df_accuracy": len(request.positions), "dr_accuracy": len(pops.retain_sample), "test_accuracy": len(test),
-             "served_test_accuracy": len(pops.served), "remaining_mean_class_accuracy": len(pops.served),
-             "unseen_speaker_accuracy": len(pops.unseen)}
-    if pops.others is not None:
-        metrics["other_speakers_accuracy"] = scores.accuracy(pops.others)
-        sizes["other_speakers_accuracy"] = len(pops.others)
-    metrics["sizes"] = {key: int(n) for key, n in sizes.items()}
-    metrics["groups"] = {
-        f"{g.origin}: {g.name}": {
-            "n_items": int(len(g.positions)),
-            "df_accuracy": scores.accuracy(g.positions),
-            "loss_mia": scores.membership(g.positions, g.mia_rows, seed),
-        }
-        for g in groups
-    }
-    return metrics
+from .scoring import RETAIN_SAMPLE, ForgetGroup, Populations, RowScores, forget_group, populations, role_metrics
 
 
 def _mia_accuracy(entry: Mapping[str, Any]) -> float | None:
@@ -362,16 +61,6 @@ def _mia_accuracy(entry: Mapping[str, Any]) -> float | None:
 
 def _interval(value: float | None, n: int) -> tuple[float, float] | None:
     return None if value is None else wilson_interval(value, n)
-
-
-def within(value: float, target: float, tolerance_pp: float) -> bool:
-    """|value - target| <= tolerance, up to float noise (0.6000000000000001 is within 10 pp of 0.5)."""
-    return abs(value - target) <= tolerance_pp / 100 + TOLERANCE
-
-
-def at_most_above(value: float, target: float, tolerance_pp: float) -> bool:
-    """value <= target + tolerance, up to float noise."""
-    return value <= target + tolerance_pp / 100 + TOLERANCE
 
 
 def _df_rule(group: ForgetGroup, pp: float):
@@ -512,10 +201,10 @@ def verify_request(
     ]
     request = forget_group(corpus, merge_splits(corpus, list(current)), "this request")
     every = groups + earlier_groups
-    pops = _populations(corpus, every, retain, thresholds, seed)
+    pops = populations(corpus, every, retain, thresholds, seed)
     rows = np.concatenate([corpus.indices("test"), pops.retain_sample, *[g.positions for g in every]])
     metrics = {
-        role: _role_metrics(RowScores(model, features, corpus, rows, batch_size), every, request, pops, corpus, seed)
+        role: role_metrics(RowScores(model, features, corpus, rows, batch_size), every, request, pops, corpus, seed)
         for role, model in models.items()
     }
     checks = [c for g in groups for c in _forgetting_checks(g, metrics, corpus, thresholds, "forgetting")]
@@ -528,17 +217,12 @@ def verify_request(
     if weights_changed is False:
         notes.insert(0, "The weights did not change (byte-identical to the checkpoint before): nothing was "
                         "unlearned, so this is not a pass" + (", and the model before unlearning already met every "
-                        "check: nothing measurable to forget" if _all_met(checks) else ""))
+                        "check: nothing measurable to forget" if before_met_every_check(checks) else ""))
     return Verification(checks, metrics, thresholds, notes, gap, weights_changed)
 
 
 def _own_thresholds(request: EarlierRequest, default: AcceptanceThresholds) -> AcceptanceThresholds | None:
     return thresholds_from(request.thresholds, default) if request.thresholds else None
-
-
-def _all_met(checks: Sequence[Check]) -> bool:
-    ran = [check for check in checks if check.passed is not None]
-    return bool(ran) and all(check.original_passed is not False for check in ran)
 
 
 def _gap(metrics: Mapping[str, Mapping[str, Any]]) -> dict:
@@ -554,7 +238,7 @@ def _gap(metrics: Mapping[str, Mapping[str, Any]]) -> dict:
     return gap_to_retrain(table("after"), table("retrained"))
 
 
-def _notes(corpus: Corpus, groups: Sequence[ForgetGroup], pops: _Populations, thresholds: AcceptanceThresholds,
+def _notes(corpus: Corpus, groups: Sequence[ForgetGroup], pops: Populations, thresholds: AcceptanceThresholds,
            retrained: bool, earlier: Sequence[ForgetGroup]) -> list[str]:
     notes = []
     if any(not group.class_like for group in groups) and not retrained:
