@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from ..plan import describe_split
 from ..store import ResultStore
-from .layout import SCENARIO_TITLES, TASK_TITLES, Column, display_name, method_order, value_at
+from .layout import SCENARIO_TITLES, TASK_TITLES, Column, display_name, method_order, scenario_grouped_table, value_at
 from .rows import Cell, EvaluationContext, variant_label
 
 
@@ -163,15 +163,12 @@ def _ensemble_name(method: str) -> str:
 
 def _ensemble_lines(table: EnsembleTable) -> list[str]:
     header = ["Row", "K", *(c.title for c in ENSEMBLE_COLUMNS), "Indistinguishable (N of M)", "Verdict"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    current = None
-    for row in table.rows:
-        if row.scenario != current:
-            current = row.scenario
-            lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
+
+    def cells_of(row) -> list[str]:
         cells = [row.cells[c.key].format(c.digits) for c in ENSEMBLE_COLUMNS]
-        lines.append("| " + " | ".join([_ensemble_name(row.method), row.sizes, *cells, row.headline, row.verdict]) + " |")
-    return lines
+        return [_ensemble_name(row.method), row.sizes, *cells, row.headline, row.verdict]
+
+    return scenario_grouped_table(header, table.rows, cells_of)
 
 
 def _spread_keys(table: EnsembleTable) -> list[str]:

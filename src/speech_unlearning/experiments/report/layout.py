@@ -74,3 +74,16 @@ def display_name(method: str, no_op: bool = False) -> str:
     """A row's name in the tables: the references capitalised, "(no-op)" after a row that changed nothing."""
     name = {"original": "Original", "retrain": "Retrain"}.get(method, method)
     return f"{name} (no-op)" if no_op else name
+
+
+def scenario_grouped_table(header: Sequence[str], rows: Sequence[Any], cells_of) -> list[str]:
+    """Markdown lines of a table whose `rows` (each with a `.scenario`) come grouped by scenario,
+    a bold line opening each group; `cells_of(row)` gives the row's cells in `header` order."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    current = None
+    for row in rows:
+        if row.scenario != current:
+            current = row.scenario
+            lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
+        lines.append("| " + " | ".join(cells_of(row)) + " |")
+    return lines

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from ..store import RunRecord
 from .ensemble_tables import ENSEMBLE_NOTES, EnsembleTable, ensemble_markdown
-from .layout import RELEARN, REFERENCE_ROWS, SCENARIO_TITLES, STEPS_TITLE, TABLE_COLUMNS, display_name
+from .layout import RELEARN, REFERENCE_ROWS, STEPS_TITLE, TABLE_COLUMNS, display_name, scenario_grouped_table
 from .rows import Table
 
 # How long the Retrain trained, by BenchConfig.retrain_match.
@@ -20,16 +20,12 @@ RETRAIN_LENGTHS = {"epochs": "the Original's epochs on Dr",
 def markdown_table(table: Table) -> list[str]:
     """The paper table as Markdown lines, a bold line opening each scenario."""
     header = ["Method", *(c.title for c in TABLE_COLUMNS), STEPS_TITLE, "runs"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    current = None
-    for row in table.rows:
-        if row.scenario != current:
-            current = row.scenario
-            lines.append(f"| **{SCENARIO_TITLES[current]}** |" + " |" * (len(header) - 1))
+
+    def cells_of(row) -> list[str]:
         cells = [row.cells[c.key].format(c.digits) for c in TABLE_COLUMNS]
-        steps = row.schedule or "—"
-        lines.append("| " + " | ".join([display_name(row.method, row.no_op), *cells, steps, str(row.runs)]) + " |")
-    return lines
+        return [display_name(row.method, row.no_op), *cells, row.schedule or "—", str(row.runs)]
+
+    return scenario_grouped_table(header, table.rows, cells_of)
 
 
 def table_caption(table: Table) -> str:
