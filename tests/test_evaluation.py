@@ -121,6 +121,19 @@ def test_loss_mia_balances_groups_and_uses_fewer_folds_on_small_sets():
     assert result["n_per_group"] == 6 and result["n_folds"] == 6
 
 
+def test_row_scores_hand_checked_on_four_rows():
+    from speech_unlearning.evaluation import accuracy_of, example_losses, loss_mia_or_none, mean_class_accuracy_of
+
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 0.0]], dtype=np.float32)
+    labels = np.array([0, 1, 1, 1])
+    correct = logits.argmax(axis=1) == labels  # right, right, wrong, wrong
+    assert accuracy_of(correct) == 0.5 and accuracy_of(correct[:0]) is None
+    assert mean_class_accuracy_of(correct, labels) == pytest.approx((1.0 + 1 / 3) / 2)  # class 0: 1/1, class 1: 1/3
+    right, wrong = math.log(1 + math.exp(-2)), math.log(1 + math.exp(2))
+    assert example_losses(logits, labels) == pytest.approx([right, right, wrong, wrong])
+    assert loss_mia_or_none(np.ones(1), np.ones(5)) is None  # one member: too small to attack, not an error
+
+
 def test_svc_mia_calls_memorised_points_members_and_unseen_points_non_members(memorised):
     train_logits, train_y, unseen_logits, unseen_y = memorised
     probs, unseen_probs = _softmax(train_logits), _softmax(unseen_logits)

@@ -212,6 +212,50 @@ def test_unchanged_weights_where_the_original_met_every_check_is_nothing_measura
     assert remembered.verdict == "fail" and not remembered.nothing_to_forget
 
 
+class TableModel(torch.nn.Module):
+    """Fixed seeded logits per corpus row (feature 1 = the row): losses that differ from row to row."""
+
+    def __init__(self, num_rows: int, num_classes: int, seed: int):
+        super().__init__()
+        self.num_classes = num_classes
+        table = np.random.default_rng(seed).normal(0.0, 2.0, (num_rows, num_classes)).astype(np.float32)
+        self.table = torch.nn.Parameter(torch.from_numpy(table))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.table[inputs[:, 1].long()]  # (B, C)
+
+
+@pytest.mark.parametrize("request_", [DeletionRequest(speakers=("jackson",)), DeletionRequest(keywords=("3",))],
+                         ids=["speaker", "keyword"])
+def test_verification_numbers_are_the_evaluation_layers_metrics_on_the_same_rows(fsdd_kws, request_):
+    """Accuracy and the loss MIA have one definition: what verification reports for a request is
+    what the benchmark's `accuracy` and `loss_mia` metrics give for the same split."""
+    from speech_unlearning.evaluation.metrics import EvalContext, accuracy_metric, loss_mia_metric
+
+    corpus = fsdd_kws
+    features = np.stack([corpus.labels, np.arange(len(corpus))], axis=1).astype(np.float32)  # (N, 2)
+    (split,) = resolve_request(corpus, request_).splits(corpus)
+    models = {"before": TableModel(len(corpus), corpus.num_classes, 1),
+              "after": TableModel(len(corpus), corpus.num_classes, 2)}  # fmt: skip
+    verification = verify_request(models, features, corpus, [split], [], split.retain_indices(corpus),
+                                  AcceptanceThresholds(), seed=0)  # fmt: skip
+    context = EvalContext(features, corpus, split, {"original": models["before"], "unlearned": models["after"]}, seed=0)
+    for verify_role, eval_role in (("before", "original"), ("after", "unlearned")):
+        measured, accuracy = verification.metrics[verify_role], accuracy_metric(context, eval_role)
+        mia = loss_mia_metric(context, eval_role)
+        assert 0.5 < mia["auc"] or mia["auc"] < 0.5  # random losses: a real attack result, not a tie
+        assert measured["df_accuracy"] == accuracy["df"] and measured["test_accuracy"] == accuracy["test"]
+        assert measured["loss_mia"] == mia
+        (group,) = measured["groups"].values()
+        assert group["loss_mia"] == mia and group["df_accuracy"] == accuracy["df"]
+        if split.kind == "class":
+            assert measured["served_test_accuracy"] == accuracy["test_remaining"]
+        else:
+            assert measured["other_speakers_accuracy"] == accuracy["test_others"]
+    check = next(c for c in verification.checks if c.name.startswith("loss MIA"))
+    assert check.value == loss_mia_metric(context, "unlearned")["accuracy"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Checks: tolerances, sizes and intervals, small requests, chained thresholds
 

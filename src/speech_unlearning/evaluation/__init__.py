@@ -3,9 +3,11 @@
 Metrics register themselves in `METRICS` (accuracy, loss_mia, svc_mia, probe, relearn, time);
 `evaluate_unlearning` runs them on the unlearned model (and on the original and retrained
 models when given) and returns a report dict, which `write_report` saves as report.json and
-report.md. The attacks are also usable on plain arrays: `loss_mia`, `svc_mia`,
-`representation_probe`, `relearn_attack`; `gap_to_retrain` compares two metric tables,
-`gap_of_means` the averages of several.
+report.md. The definitions they share live in `row_scores` (correctness, per-example loss,
+accuracy, the loss MIA's matched non-members); its `RowScores` applies them to any rows a
+caller picks, as verification of a deletion request does. The attacks are also usable on plain
+arrays: `loss_mia`, `svc_mia`, `representation_probe`, `relearn_attack`; `gap_to_retrain`
+compares two metric tables, `gap_of_means` the averages of several.
 
 Scores of K unlearned models against K Retrains register in `ENSEMBLE_METRICS`
 (forgetting_quality, ulira, informed_attack) and run through `evaluate_ensemble`; on plain arrays
@@ -60,6 +62,15 @@ from .probe import representation_probe
 from .relearn import RelearnConfig, relearn_attack
 from .report import SCHEMA_VERSION, evaluate_unlearning, format_markdown, format_summary, write_report
 from .roc import roc_auc, tpr_at_fpr
+from .row_scores import (
+    RowScores,
+    accuracy_of,
+    correct_predictions,
+    example_losses,
+    loss_mia_or_none,
+    matched_nonmembers,
+    mean_class_accuracy_of,
+)
 from .ulira import ULiRAConfig, ulira_attack, ulira_scores
 
 __all__ = [
@@ -81,13 +92,17 @@ __all__ = [
     "ModelPool",
     "RelearnConfig",
     "RetrainComparison",
+    "RowScores",
     "ULiRAConfig",
+    "accuracy_of",
     "attack_features",
     "compare_with_retrains",
     "confidence_matrix",
+    "correct_predictions",
     "evaluate_ensemble",
     "evaluate_unlearning",
     "example_epsilons",
+    "example_losses",
     "feature_tensor",
     "final_score",
     "format_markdown",
@@ -98,6 +113,9 @@ __all__ = [
     "is_no_op",
     "logit_scaled_confidence",
     "loss_mia",
+    "loss_mia_or_none",
+    "matched_nonmembers",
+    "mean_class_accuracy_of",
     "metric_names",
     "metrics_reading",
     "metric_values",

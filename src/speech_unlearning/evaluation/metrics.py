@@ -29,10 +29,11 @@ from ..config import require
 from ..data.corpus import Corpus
 from ..registry import Registry
 from ..training.data import ArrayData
-from ..training.inference import compute_embeddings, per_sample_loss, predict_logits
-from .mia import MIAInputError, loss_mia, svc_mia
+from ..training.inference import compute_embeddings, predict_logits
+from .mia import LOSS_MIA_FOLDS, MIAInputError, loss_mia, svc_mia
 from .probe import representation_probe
 from .relearn import RelearnConfig, relearn_attack
+from .row_scores import accuracy_of, correct_predictions, example_losses, matched_nonmembers
 
 ROLES: tuple[str, ...] = ("unlearned", "original", "retrained")
 SUBSETS: tuple[str, ...] = ("forget", "retain", "test")
@@ -46,7 +47,9 @@ class MetricSkipped(Exception):
 class EvalSettings:
     """Sizes and attack budgets of the metrics; defaults are the documented report settings."""
 
-    loss_mia_folds: int = field(default=10, metadata={"help": "maximum cross-validation folds of the loss MIA"})
+    loss_mia_folds: int = field(
+        default=LOSS_MIA_FOLDS, metadata={"help": "maximum cross-validation folds of the loss MIA"}
+    )
     svc_max_per_group: int = field(
         default=5000, metadata={"help": "cap on shadow members and non-members of the SVC MIA (seeded subsample)"}
     )
@@ -110,13 +113,12 @@ class EvalContext:
         return torch.softmax(torch.from_numpy(self.logits(role, subset)).double(), dim=1).numpy()
 
     def losses(self, role: str, subset: str) -> np.ndarray:
-        """(n,) per-sample cross-entropy, the same definition the training loop minimises."""
-        logits = torch.from_numpy(self.logits(role, subset)).double()
-        return per_sample_loss(logits, torch.from_numpy(self.labels(subset))).numpy()
+        """(n,) per-sample cross-entropy (`row_scores.example_losses`)."""
+        return example_losses(self.logits(role, subset), self.labels(subset))
 
     def correct(self, role: str, subset: str) -> np.ndarray:
-        """(n,) booleans: prediction == label."""
-        return self.logits(role, subset).argmax(axis=1) == self.labels(subset)
+        """(n,) booleans: prediction == label (`row_scores.correct_predictions`)."""
+        return correct_predictions(self.logits(role, subset), self.labels(subset))
 
     def rng(self, purpose: str) -> np.random.Generator:
         """A generator seeded by `seed` and `purpose`, identical for every model role."""
@@ -139,20 +141,10 @@ class EvalContext:
 
         Class split: the forgotten classes' test rows. Speaker split: the forgotten speakers'
         test rows when there are at least two, else all test rows. Other splits: all test rows.
-        Membership attacks compare Df with these, so that "member or not" is not confounded
-        with "forgotten class or not".
+        The rule is `row_scores.matched_nonmembers`, which verification applies too.
         """
-        test = self.view("test").indices
-        everything = np.ones(len(test), dtype=bool)
-        if self.split.kind == "class":
-            forgotten = np.isin(self.corpus.labels[test], self.forgotten_labels())
-            return forgotten, "test recordings of the forgotten class(es)"
-        if self.split.kind == "speaker":
-            mask = np.isin(self.corpus.speakers[test], self.forgotten_speakers())
-            if mask.sum() >= 2:
-                return mask, "test recordings of the forgotten speaker(s)"
-            return everything, "all test recordings (the forgotten speaker(s) have fewer than 2 test recordings)"
-        return everything, "all test recordings"
+        return matched_nonmembers(self.corpus, self.view("test").indices, self.forgotten_labels(),
+                                  self.forgotten_speakers())
 
     def test_mask_without_forgotten(self) -> tuple[np.ndarray, str]:
         """Test rows outside the forgotten classes (all of them for other splits), and a phrase.
@@ -225,10 +217,6 @@ def metrics_reading(quantities: Iterable[str]) -> list[str]:
 # Metrics
 
 
-def _mean(values: np.ndarray) -> float:
-    return float(np.mean(values))
-
-
 @register_metric(
     "accuracy",
     summary="accuracy on Df, Dr and Dtest; class / speaker splits also split Dtest into forgotten vs remaining",
@@ -242,10 +230,11 @@ def _mean(values: np.ndarray) -> float:
 )
 def accuracy_metric(context: EvalContext, role: str) -> dict[str, float]:
     subsets = {"df": "forget", "dr": "retain", "test": "test"}
-    result = {key: _mean(context.correct(role, subset)) for key, subset in subsets.items() if len(context.view(subset))}
+    result = {key: accuracy_of(context.correct(role, subset)) for key, subset in subsets.items()
+              if len(context.view(subset))}
     test_correct = context.correct(role, "test")
     groups = _test_groups(context)
-    result.update({key: _mean(test_correct[rows]) for key, rows in groups.items() if rows.any()})
+    result.update({key: accuracy_of(test_correct[rows]) for key, rows in groups.items() if rows.any()})
     result.update({f"n_{key}": float(rows.sum()) for key, rows in groups.items()})
     return result
 

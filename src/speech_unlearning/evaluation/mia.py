@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 # Guards log(0) for probabilities that underflow to exactly 0 or 1.
 _LOG_FLOOR = 1e-30
+LOSS_MIA_FOLDS = 10  # cross-validation folds of the loss MIA (fewer when a group is smaller)
 
 
 def single_threaded():
@@ -60,7 +61,7 @@ def loss_mia(
     member_losses: np.ndarray,
     nonmember_losses: np.ndarray,
     seed: int = 0,
-    max_folds: int = 10,
+    max_folds: int = LOSS_MIA_FOLDS,
 ) -> dict[str, float]:
     """Loss-threshold membership inference: can a logistic regression tell members by their loss?
 

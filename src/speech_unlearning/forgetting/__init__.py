@@ -9,7 +9,8 @@ One job per module:
   forgotten recordings; the Original's recipe and the default time budget;
 - `apply`: `apply(...)`, the only caller of the method engine, and `load_subject`;
 - `verify`: acceptance checks, with sample sizes, intervals, tolerances and a no-op verdict;
-  `acceptance` holds their thresholds, check and verdict types, `scoring` what they measure;
+  `acceptance` holds their thresholds, check and verdict types, `scoring` which rows they
+  measure (the numbers themselves come from `evaluation.row_scores`);
 - `audit`: audit.json / audit.md;
 - `choice`: `--method auto` from a choice table handed to it;
 - `output`: --out checks (before any compute) and the I/O error type;

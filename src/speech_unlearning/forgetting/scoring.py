@@ -1,7 +1,11 @@
-"""What verification measures: the groups of training rows a request forgot (`ForgetGroup`, each
-with the test rows its membership attack compares them with), one model's correctness and loss
-on the rows the checks need (`RowScores`, one forward pass), the test populations the targets
-are measured on, and the metrics of one model role over all of them."""
+"""What verification measures, and on which rows: the groups of training rows a request forgot
+(`ForgetGroup`, each with the test rows its membership attack compares them with), the test
+populations the targets are measured on, and the metrics of one model role over all of them.
+
+How each number is computed is the evaluation layer's business: `role_metrics` reads an
+`evaluation.row_scores.RowScores` (one forward pass per model), whose accuracy and loss MIA are
+the definitions the benchmark's `accuracy` and `loss_mia` metrics use, and the non-members of
+each group are chosen by the same rule as that metric's (`matched_nonmembers`)."""
 
 from __future__ import annotations
 
@@ -10,13 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..data.corpus import Corpus
 from ..data.splits import UnlearningSplit
-from ..training.data import ArrayData
-from ..training.inference import per_sample_loss, predict_logits
+from ..evaluation.row_scores import RowScores, matched_nonmembers
 from .acceptance import AcceptanceThresholds
 
 RETAIN_SAMPLE = 500  # Dr rows scored for the Dr accuracy (seeded sample; Dr can be the whole corpus)
@@ -54,66 +55,15 @@ def _group_name(corpus: Corpus, split: UnlearningSplit) -> str:
 
 def forget_group(corpus: Corpus, split: UnlearningSplit, origin: str,
                  thresholds: AcceptanceThresholds | None = None) -> ForgetGroup:
-    """The group of `split`, with the loss-MIA non-members drawn from the same population as Df.
-
-    Forgotten classes: their test recordings. A speaker split: that speaker's test recordings
-    when there are at least two, else all test recordings. Otherwise: all test recordings.
-    """
+    """The group of `split`, with the loss-MIA non-members drawn from the same population as Df
+    (`evaluation.row_scores.matched_nonmembers`: forgotten classes' test recordings, else the
+    forgotten speakers' when there are at least two, else all test recordings)."""
     positions = split.forget_indices(corpus)
     labels = tuple(split.forgotten_labels(corpus))
-    test = corpus.indices("test")
-    mia_rows, text = test, "all test recordings"
     speakers = tuple(sorted(set(corpus.speakers[positions].tolist()))) if split.kind == "speaker" else ()
-    if labels:
-        mia_rows, text = test[np.isin(corpus.labels[test], labels)], "test recordings of the forgotten class(es)"
-    elif split.kind == "speaker":
-        mine = test[np.isin(corpus.speakers[test], speakers)]
-        if len(mine) >= 2:
-            mia_rows, text = mine, "test recordings of the forgotten speaker(s)"
-    return ForgetGroup(_group_name(corpus, split), origin, positions, labels, mia_rows, text, speakers, thresholds)
-
-
-class RowScores:
-    """Correctness and per-sample loss of one model on a fixed set of corpus rows (one forward pass)."""
-
-    def __init__(self, model: nn.Module, features: np.ndarray, corpus: Corpus, rows: np.ndarray, batch_size: int = 256):
-        self.rows = np.unique(np.asarray(rows, dtype=np.int64))
-        logits = predict_logits(model, ArrayData(features, corpus.labels, self.rows), batch_size)  # (n, C)
-        labels = corpus.labels[self.rows]
-        self.correct = logits.argmax(axis=1) == labels
-        self.losses = per_sample_loss(torch.from_numpy(logits).double(), torch.from_numpy(labels)).numpy()
-        self.labels = labels
-        self._attacks: dict[tuple[bytes, bytes, int], dict[str, float] | None] = {}  # the same groups recur
-
-    def _at(self, positions: np.ndarray) -> np.ndarray:
-        where = np.searchsorted(self.rows, positions)
-        if len(positions) and (where.max() >= len(self.rows) or np.any(self.rows[where] != positions)):
-            raise ValueError("RowScores: asked for rows that were not scored")
-        return where
-
-    def accuracy(self, positions: np.ndarray) -> float | None:
-        """Fraction correct on `positions`; None when empty."""
-        return float(np.mean(self.correct[self._at(positions)])) if len(positions) else None
-
-    def mean_class_accuracy(self, positions: np.ndarray) -> float | None:
-        """Mean over the classes present in `positions` of each class's accuracy (macro average)."""
-        where = self._at(positions)
-        if not len(where):
-            return None
-        per_class = [np.mean(self.correct[where][self.labels[where] == label]) for label in np.unique(self.labels[where])]
-        return float(np.mean(per_class))
-
-    def membership(self, members: np.ndarray, nonmembers: np.ndarray, seed: int) -> dict[str, float] | None:
-        """Loss-MIA accuracy / AUC of members vs non-members; None when a group is too small."""
-        from ..evaluation.mia import MIAInputError, loss_mia  # imported late: the CLI help should not load sklearn
-
-        key = (np.asarray(members).tobytes(), np.asarray(nonmembers).tobytes(), seed)
-        if key not in self._attacks:
-            try:
-                self._attacks[key] = loss_mia(self.losses[self._at(members)], self.losses[self._at(nonmembers)], seed=seed)
-            except MIAInputError:
-                self._attacks[key] = None
-        return self._attacks[key]
+    test = corpus.indices("test")
+    matched, text = matched_nonmembers(corpus, test, labels, speakers)
+    return ForgetGroup(_group_name(corpus, split), origin, positions, labels, test[matched], text, speakers, thresholds)
 
 
 def _sample_rows(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -169,7 +119,7 @@ def role_metrics(scores: RowScores, groups: Sequence[ForgetGroup], request: Forg
         "served_test_accuracy": scores.accuracy(pops.served),
         "remaining_mean_class_accuracy": scores.mean_class_accuracy(pops.served),
         "unseen_speaker_accuracy": scores.accuracy(pops.unseen),
-        "loss_mia": scores.membership(request.positions, request.mia_rows, seed),
+        "loss_mia": scores.loss_mia(request.positions, request.mia_rows, seed),
     }
     sizes = {"df_accuracy": len(request.positions), "dr_accuracy": len(pops.retain_sample), "test_accuracy": len(test),
              "served_test_accuracy": len(pops.served), "remaining_mean_class_accuracy": len(pops.served),
@@ -182,7 +132,7 @@ def role_metrics(scores: RowScores, groups: Sequence[ForgetGroup], request: Forg
         f"{g.origin}: {g.name}": {
             "n_items": int(len(g.positions)),
             "df_accuracy": scores.accuracy(g.positions),
-            "loss_mia": scores.membership(g.positions, g.mia_rows, seed),
+            "loss_mia": scores.loss_mia(g.positions, g.mia_rows, seed),
         }
         for g in groups
     }

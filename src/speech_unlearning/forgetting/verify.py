@@ -31,10 +31,13 @@ measurable to forget, which the audit says). Earlier requests are checked again 
 thresholds they were accepted with, as their history entry records them.
 
 Logits are computed once per model on only the rows the checks need (Df groups, Dtest and a
-seeded sample of Dr), so verification stays cheap for large backbones. The membership attack is
-the evaluation layer's `loss_mia`, the intervals its `wilson_interval`.
+seeded sample of Dr), so verification stays cheap for large backbones. Every number comes from
+the evaluation layer, so it means what the benchmark's report means by it: accuracies and the
+loss MIA from `evaluation.row_scores.RowScores` (the definitions of the `accuracy` and
+`loss_mia` metrics, on the rows verification picks), the intervals from `wilson_interval`.
 
-The thresholds, checks and verdict are defined in `acceptance`; what is measured, in `scoring`.
+The thresholds, checks and verdict are defined in `acceptance`; which rows and populations are
+measured, in `scoring`.
 """
 
 from __future__ import annotations
@@ -48,10 +51,11 @@ from torch import nn
 from ..data.corpus import Corpus
 from ..data.splits import UnlearningSplit
 from ..evaluation.intervals import wilson_interval
+from ..evaluation.row_scores import RowScores
 from .acceptance import (AcceptanceThresholds, Check, Verification, at_most_above, before_met_every_check,
                          thresholds_from, within)
 from .history import EarlierRequest, merge_splits
-from .scoring import RETAIN_SAMPLE, ForgetGroup, Populations, RowScores, forget_group, populations, role_metrics
+from .scoring import RETAIN_SAMPLE, ForgetGroup, Populations, forget_group, populations, role_metrics
 
 
 def _mia_accuracy(entry: Mapping[str, Any]) -> float | None:
