@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from speech_unlearning.config import ConfigError
-from speech_unlearning.experiments.executors import PoolExecutor, RunTask, StageResult
+from speech_unlearning.experiments.executors import Job, PoolExecutor, StageResult
 from speech_unlearning.experiments.plan import STAGES, build_plan
 from speech_unlearning.experiments.presets import BenchConfig
 from speech_unlearning.experiments.runner import run_grid
@@ -24,29 +24,29 @@ from speech_unlearning.io import atomic_directory
 RETRAIN_SECONDS = 3.0
 
 
-def fake_stage(task: RunTask) -> StageResult:
-    """Writes RUN_DIR/<stage>/<key>/out.json; fails or interrupts where `task.extra` says so."""
-    method = task.config.get("method")
-    if task.stage in task.extra.get("fail_stages", ()) and method in task.extra.get("fail_methods", ()):
+def fake_stage(job: Job) -> StageResult:
+    """Writes RUN_DIR/<stage>/<key>/out.json; fails or interrupts where `job.extra` says so."""
+    method = job.config.get("method")
+    if job.stage in job.extra.get("fail_stages", ()) and method in job.extra.get("fail_methods", ()):
         raise RuntimeError(f"injected failure in {method}")
-    if task.key in task.extra.get("interrupt_keys", ()):
+    if job.key in job.extra.get("interrupt_keys", ()):
         raise KeyboardInterrupt  # what a Ctrl-C or a killed driver looks like to the grid
-    with atomic_directory(task.folder) as folder:
-        (folder / "out.json").write_text(json.dumps({"key": task.key, "inputs": sorted(task.inputs)}))
-    metrics = {"pid": os.getpid(), "budget": task.extra.get("budget_seconds"), "steps": task.extra.get("budget_steps"),
-               "overrides": task.extra.get("overrides"), "inputs": sorted(task.inputs)}
-    if task.stage == "tune":
-        point = task.config["point"]
+    with atomic_directory(job.folder) as folder:
+        (folder / "out.json").write_text(json.dumps({"key": job.key, "inputs": sorted(job.inputs)}))
+    metrics = {"pid": os.getpid(), "budget": job.extra.get("budget_seconds"), "steps": job.extra.get("budget_steps"),
+               "overrides": job.extra.get("overrides"), "inputs": sorted(job.inputs)}
+    if job.stage == "tune":
+        point = job.config["point"]
         # Best point: lr_scale 1.0 with epoch_scale 0.5 (smallest gap).
         metrics["avg_gap"] = abs(point["lr_scale"] - 1.0) * 10 + point["epoch_scale"]
         metrics["overrides"] = {"lr": 1e-3 * point["lr_scale"], "epochs": int(4 * point["epoch_scale"])}
-    seconds = RETRAIN_SECONDS if task.stage == "retrain" else 0.5
-    return StageResult(metrics=metrics, artefacts={"out": f"{task.stage}/{task.key[:16]}/out.json"}, seconds=seconds)
+    seconds = RETRAIN_SECONDS if job.stage == "retrain" else 0.5
+    return StageResult(metrics=metrics, artefacts={"out": f"{job.stage}/{job.key[:16]}/out.json"}, seconds=seconds)
 
 
-def missing_artefact_stage(task: RunTask) -> StageResult:
+def missing_artefact_stage(job: Job) -> StageResult:
     """Claims an artefact it never wrote."""
-    return StageResult(metrics={}, artefacts={"out": f"{task.stage}/{task.key[:16]}/never-written.json"}, seconds=0.1)
+    return StageResult(metrics={}, artefacts={"out": f"{job.stage}/{job.key[:16]}/never-written.json"}, seconds=0.1)
 
 
 FAKE_STAGES = {stage: fake_stage for stage in STAGES}

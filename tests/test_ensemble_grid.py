@@ -19,7 +19,7 @@ import pytest
 from speech_unlearning.cli.main import main
 from speech_unlearning.config import ConfigError
 from speech_unlearning.evaluation.retrain_ensemble import NOTHING_TO_FORGET, original_row, pool_of
-from speech_unlearning.experiments.executors import RunTask, StageResult
+from speech_unlearning.experiments.executors import Job, StageResult
 from speech_unlearning.experiments.plan import build_plan
 from speech_unlearning.experiments.presets import BenchConfig
 from speech_unlearning.experiments.report import write_report_files
@@ -88,14 +88,14 @@ def test_a_single_retrain_trains_with_a_seed_other_than_the_originals(seed):
             grid_config(**{key: value})
 
 
-def _stub_unlearn(task: RunTask) -> StageResult:
+def _stub_unlearn(job: Job) -> StageResult:
     """The real unlearning stage, except that NO_OP_METHOD returns the Original's checkpoint unchanged."""
-    if task.config["method"] != NO_OP_METHOD:
-        return STAGE_FUNCTIONS["unlearn"](task)
-    source = Path(task.input(task.config["original"])["artefacts"]["checkpoint"])
-    with atomic_directory(task.folder) as folder:
+    if job.config["method"] != NO_OP_METHOD:
+        return STAGE_FUNCTIONS["unlearn"](job)
+    source = Path(job.input(job.config["original"])["artefacts"]["checkpoint"])
+    with atomic_directory(job.folder) as folder:
         shutil.copytree(source, folder / "model")
-    return StageResult(metrics={"method": NO_OP_METHOD}, artefacts={"checkpoint": f"unlearn/{task.key[:16]}/model"},
+    return StageResult(metrics={"method": NO_OP_METHOD}, artefacts={"checkpoint": f"unlearn/{job.key[:16]}/model"},
                        seconds=0.01)
 
 

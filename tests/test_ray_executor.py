@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from speech_unlearning.experiments.executors import RayExecutor, RunTask, StageResult
+from speech_unlearning.experiments.executors import Job, RayExecutor, StageResult
 from speech_unlearning.experiments.plan import STAGES, build_plan
 from speech_unlearning.experiments.presets import BenchConfig
 from speech_unlearning.experiments.runner import run_grid
@@ -18,14 +18,14 @@ from speech_unlearning.io import atomic_directory
 ray = pytest.importorskip("ray", reason="the ray executor needs the ray package")
 
 
-def ray_stage(task: RunTask) -> StageResult:
+def ray_stage(job: Job) -> StageResult:
     """Writes an artefact; fails for method "beta"; reports the worker's pid and Ray's CPU grant."""
-    if task.stage == "unlearn" and task.config.get("method") == "beta":
+    if job.stage == "unlearn" and job.config.get("method") == "beta":
         raise ValueError("beta cannot unlearn")
-    with atomic_directory(task.folder) as folder:
-        (folder / "out.json").write_text(json.dumps({"key": task.key}))
+    with atomic_directory(job.folder) as folder:
+        (folder / "out.json").write_text(json.dumps({"key": job.key}))
     metrics = {"pid": os.getpid(), "cpus": ray.get_runtime_context().get_assigned_resources().get("CPU")}
-    return StageResult(metrics=metrics, artefacts={"out": f"{task.stage}/{task.key[:16]}/out.json"}, seconds=0.2)
+    return StageResult(metrics=metrics, artefacts={"out": f"{job.stage}/{job.key[:16]}/out.json"}, seconds=0.2)
 
 
 @pytest.fixture(scope="module")

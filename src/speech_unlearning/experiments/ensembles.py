@@ -18,25 +18,25 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..io import atomic_directory, atomic_write_json
-from .executors import RunTask, StageResult
-from .task_inputs import (
+from .executors import Job, StageResult
+from .job_inputs import (
     SUMMARY_FILE,
     configure_process,
     input_artefact,
+    load_job_corpus,
+    load_job_features,
     load_model,
-    load_task_corpus,
-    load_task_features,
     relative_path,
     split_of,
 )
 
 
-def _tables(task: RunTask, keys: Sequence[str]) -> list[dict]:
+def _tables(job: Job, keys: Sequence[str]) -> list[dict]:
     """The scored model's metric table of each evaluate run in `keys`."""
-    return [task.input(key)["metrics"]["metrics"] for key in keys]
+    return [job.input(key)["metrics"]["metrics"] for key in keys]
 
 
-def _logits(task: RunTask, keys: Sequence[str], forget, original=None) -> tuple[np.ndarray, list[bool]]:
+def _logits(job: Job, keys: Sequence[str], forget, original=None) -> tuple[np.ndarray, list[bool]]:
     """(K, n, C) Df logits of the checkpoints of `keys`, loaded one at a time, and for each whether
     its weights are the Original's unchanged (False when no `original` is given)."""
     from ..evaluation import is_no_op
@@ -44,49 +44,49 @@ def _logits(task: RunTask, keys: Sequence[str], forget, original=None) -> tuple[
 
     logits, unchanged = [], []
     for key in keys:
-        model, _ = load_model(input_artefact(task, key, "checkpoint"), task.extra.get("device"))
+        model, _ = load_model(input_artefact(job, key, "checkpoint"), job.extra.get("device"))
         logits.append(predict_logits(model, forget))
         unchanged.append(original is not None and is_no_op(model, original))
         del model
     return np.stack(logits), unchanged
 
 
-def ensemble_row(task: RunTask, labels: np.ndarray, forget) -> dict[str, Any]:
+def ensemble_row(job: Job, labels: np.ndarray, forget) -> dict[str, Any]:
     """The row this run scores (see `evaluation.retrain_ensemble`)."""
     from ..evaluation import retrain_ensemble as rows
 
-    config = task.config
-    retrain_tables = _tables(task, config["retrain_evaluations"])
-    retrained = rows.pool_of(_logits(task, config["retrains"], forget)[0], retrain_tables)
-    tables = _tables(task, config["evaluations"])
+    config = job.config
+    retrain_tables = _tables(job, config["retrain_evaluations"])
+    retrained = rows.pool_of(_logits(job, config["retrains"], forget)[0], retrain_tables)
+    tables = _tables(job, config["evaluations"])
     if config["method"] == "retrain":
         row = rows.retrain_reference_row(labels, retrained, retrain_tables)
         if row is None:
             raise ValueError(f"the Retrain-vs-Retrain row needs at least 4 Retrains, got {len(retrained)}")
         return row
     if config["method"] == "original":
-        original = rows.pool_of(_logits(task, config["subjects"], forget)[0], tables)
+        original = rows.pool_of(_logits(job, config["subjects"], forget)[0], tables)
         return rows.original_row(labels, original, retrained, tables, retrain_tables)
-    original_model, _ = load_model(input_artefact(task, config["original"], "checkpoint"), task.extra.get("device"))
-    logits, unchanged = _logits(task, config["subjects"], forget, original_model)
+    original_model, _ = load_model(input_artefact(job, config["original"], "checkpoint"), job.extra.get("device"))
+    logits, unchanged = _logits(job, config["subjects"], forget, original_model)
     return rows.method_row(config["method"], labels, rows.pool_of(logits, tables), retrained, tables, retrain_tables,
                            no_op=all(unchanged))
 
 
-def run_ensemble(task: RunTask) -> StageResult:
+def run_ensemble(job: Job) -> StageResult:
     """Score one row of the split against its Retrains; write summary.json."""
     from ..evaluation.per_example import view_labels
     from ..training.data import ArrayData
 
-    configure_process(task)
+    configure_process(job)
     start = time.perf_counter()
-    corpus = load_task_corpus(task)
-    split = split_of(task, corpus)
-    features, _ = load_task_features(task, corpus, task.config["model"])
+    corpus = load_job_corpus(job)
+    split = split_of(job, corpus)
+    features, _ = load_job_features(job, corpus, job.config["model"])
     forget = ArrayData(features, corpus.labels, split.forget_indices(corpus))
-    row = ensemble_row(task, view_labels(forget), forget)
+    row = ensemble_row(job, view_labels(forget), forget)
     seconds = time.perf_counter() - start
-    with atomic_directory(task.folder) as folder:
+    with atomic_directory(job.folder) as folder:
         atomic_write_json(folder / SUMMARY_FILE, row)
-    return StageResult(metrics=row, artefacts={"summary": relative_path(task, Path(task.folder) / SUMMARY_FILE)},
+    return StageResult(metrics=row, artefacts={"summary": relative_path(job, Path(job.folder) / SUMMARY_FILE)},
                        seconds=seconds)

@@ -1,11 +1,11 @@
 """Where runs execute: in this process, in a pool of worker processes, or as Ray tasks.
 
-An executor runs `execute_run(stage_function, task)` somewhere and hands the `RunOutcome` back
+An executor runs `execute_run(stage_function, job)` somewhere and hands the `RunOutcome` back
 to the driver, which alone writes the results database. Executors never raise for a failing
 run: the outcome carries the error text, and a crashed worker becomes a failed outcome too, so
 one bad run never stops the grid.
 
-Interface (all three): `capacity` (runs in flight at most), `submit(function, task) -> handle`,
+Interface (all three): `capacity` (runs in flight at most), `submit(function, job) -> handle`,
 `wait(handles) -> [(handle, outcome), ...]` (blocks until at least one is finished) and `close()`.
 """
 
@@ -22,8 +22,9 @@ from ..registry import Registry
 
 
 @dataclass(frozen=True)
-class RunTask:
-    """Everything a worker needs to execute one run; plain data, so it pickles anywhere.
+class Job:
+    """One run of the plan as handed to an executor: everything a worker needs to execute it;
+    plain data, so it pickles anywhere.
 
     `inputs` maps the key of each dependency to {"stage", "config", "artefacts" (absolute
     paths), "seconds", "metrics"}; `extra` holds values resolved by the driver at submit time
@@ -74,7 +75,7 @@ class RunOutcome:
     cpu_seconds: float = 0.0  # CPU time of the worker process (all threads) during the run
 
 
-StageFunction = Callable[[RunTask], StageResult]
+StageFunction = Callable[[Job], StageResult]
 
 
 def describe_exception(error: BaseException) -> str:
@@ -84,24 +85,24 @@ def describe_exception(error: BaseException) -> str:
     return f"{summary}\n\n{trace}"
 
 
-def execute_run(function: StageFunction, task: RunTask) -> RunOutcome:
+def execute_run(function: StageFunction, job: Job) -> RunOutcome:
     """Run one stage function; any exception becomes a failed outcome with its traceback."""
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        result = function(task)
+        result = function(job)
         if not isinstance(result, StageResult):
-            raise TypeError(f"stage {task.stage!r} returned {type(result).__name__}, expected StageResult")
+            raise TypeError(f"stage {job.stage!r} returned {type(result).__name__}, expected StageResult")
     except Exception as error:  # a failed run is recorded; the grid goes on
-        return RunOutcome(task.key, False, error=describe_exception(error), wall_seconds=time.perf_counter() - start,
+        return RunOutcome(job.key, False, error=describe_exception(error), wall_seconds=time.perf_counter() - start,
                           cpu_seconds=time.process_time() - cpu_start)
-    return RunOutcome(task.key, True, result=result, wall_seconds=time.perf_counter() - start,
+    return RunOutcome(job.key, True, result=result, wall_seconds=time.perf_counter() - start,
                       cpu_seconds=time.process_time() - cpu_start)
 
 
 class Executor(Protocol):
     capacity: int
 
-    def submit(self, function: StageFunction, task: RunTask) -> Any: ...
+    def submit(self, function: StageFunction, job: Job) -> Any: ...
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, RunOutcome]]: ...
 
@@ -117,10 +118,10 @@ class InProcessExecutor:
         self._finished: dict[int, RunOutcome] = {}
         self._next = 0
 
-    def submit(self, function: StageFunction, task: RunTask) -> int:
+    def submit(self, function: StageFunction, job: Job) -> int:
         handle = self._next
         self._next += 1
-        self._finished[handle] = execute_run(function, task)
+        self._finished[handle] = execute_run(function, job)
         return handle
 
     def wait(self, handles: list[int]) -> list[tuple[int, RunOutcome]]:
@@ -136,22 +137,22 @@ class PoolExecutor:
     def __init__(self, workers: int):
         self.capacity = workers
         self._pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        self._tasks: dict[concurrent.futures.Future, RunTask] = {}
+        self._jobs: dict[concurrent.futures.Future, Job] = {}
 
-    def submit(self, function: StageFunction, task: RunTask) -> concurrent.futures.Future:
-        future = self._pool.submit(execute_run, function, task)
-        self._tasks[future] = task
+    def submit(self, function: StageFunction, job: Job) -> concurrent.futures.Future:
+        future = self._pool.submit(execute_run, function, job)
+        self._jobs[future] = job
         return future
 
     def wait(self, handles: list[concurrent.futures.Future]) -> list[tuple[Any, RunOutcome]]:
         done, _ = concurrent.futures.wait(handles, return_when=concurrent.futures.FIRST_COMPLETED)
         finished = []
         for future in done:
-            task = self._tasks.pop(future)
+            job = self._jobs.pop(future)
             try:
                 outcome = future.result()
             except Exception as error:  # the worker process died (e.g. killed for memory)
-                outcome = RunOutcome(task.key, False, error=f"worker process failed: {describe_exception(error)}")
+                outcome = RunOutcome(job.key, False, error=f"worker process failed: {describe_exception(error)}")
             finished.append((future, outcome))
         return finished
 
@@ -174,7 +175,7 @@ class RayExecutor:
         if self._owns_ray:
             ray.init(address=address, include_dashboard=False, logging_level="WARNING")
         self._remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(execute_run)
-        self._tasks: dict[Any, RunTask] = {}
+        self._jobs: dict[Any, Job] = {}
         self.capacity = self._slots(cpus_per_run, gpus_per_run)
 
     def _slots(self, cpus_per_run: float, gpus_per_run: float) -> int:
@@ -188,27 +189,27 @@ class RayExecutor:
             slots = min(slots, gpus / gpus_per_run)
         return max(1, int(slots))
 
-    def submit(self, function: StageFunction, task: RunTask) -> Any:
-        reference = self._remote.remote(function, task)
-        self._tasks[reference] = task
+    def submit(self, function: StageFunction, job: Job) -> Any:
+        reference = self._remote.remote(function, job)
+        self._jobs[reference] = job
         return reference
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, RunOutcome]]:
         ready, _ = self._ray.wait(handles, num_returns=1)
         finished = []
         for reference in ready:
-            task = self._tasks.pop(reference)
+            job = self._jobs.pop(reference)
             try:
                 outcome = self._ray.get(reference)
-            except Exception as error:  # the worker died or the task could not be scheduled
-                outcome = RunOutcome(task.key, False, error=f"ray task failed: {describe_exception(error)}")
+            except Exception as error:  # the worker died or the Ray task could not be scheduled
+                outcome = RunOutcome(job.key, False, error=f"ray task failed: {describe_exception(error)}")
             finished.append((reference, outcome))
         return finished
 
     def close(self) -> None:
-        for reference in list(self._tasks):
+        for reference in list(self._jobs):
             self._ray.cancel(reference, force=True)
-        self._tasks.clear()
+        self._jobs.clear()
         if self._owns_ray:
             self._ray.shutdown()
 

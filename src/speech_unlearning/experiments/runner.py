@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..io import atomic_write_json, clean_stale_temporaries
-from .executors import Executor, InProcessExecutor, RunOutcome, RunTask, StageFunction
+from .executors import Executor, InProcessExecutor, Job, RunOutcome, StageFunction
 from .plan import STAGES, Plan, Run, TuneGroup
 from .report import PLOTS_FOLDER, REPORT_FOLDER
 from .store import ResultStore
@@ -108,9 +108,9 @@ class _Grid:
         atomic_write_json(self.run_dir / TUNING_FOLDER / name, {"group_key": group.key, "choice": choice, **provenance})
         return choice
 
-    # -- building tasks --------------------------------------------------------------------------
+    # -- building jobs ---------------------------------------------------------------------------
 
-    def task_for(self, run: Run) -> RunTask:
+    def job_for(self, run: Run) -> Job:
         inputs = {}
         for dep in run.deps:
             record = self.store.get(dep)
@@ -130,7 +130,7 @@ class _Grid:
         hyper = run.config.get("hyper", {})
         if "tuned" in hyper:
             extra["overrides"] = self._tuning_choice(self.plan.tune_groups[hyper["tuned"]])["overrides"]
-        return RunTask(run.key, run.stage, run.config, str(self.run_dir), self.cache_dir, inputs, extra)
+        return Job(run.key, run.stage, run.config, str(self.run_dir), self.cache_dir, inputs, extra)
 
     @staticmethod
     def _budget(run: Run, inputs: dict[str, dict[str, Any]]) -> float | None:
@@ -206,7 +206,7 @@ def run_grid(
     """Run every unfinished run of `plan`, recording outcomes in RUN_DIR/runs.sqlite.
 
     `stages` maps stage names to stage functions (default: `stages.STAGE_FUNCTIONS`); `extra`
-    is passed to every task (e.g. {"device": "cpu"}). Returns what was executed and what failed.
+    is passed to every job (e.g. {"device": "cpu"}). Returns what was executed and what failed.
     """
     from tqdm.auto import tqdm
 
@@ -252,7 +252,7 @@ def _submit_ready(grid: _Grid, executor: Executor, todo: list[Run], in_flight: d
             grid.store.mark_running(run)
             grid.status[run.key] = "running"
             bar.set_postfix_str(run.label[:60], refresh=False)
-            in_flight[executor.submit(grid.stages[run.stage], grid.task_for(run))] = run
+            in_flight[executor.submit(grid.stages[run.stage], grid.job_for(run))] = run
         else:
             remaining.append(run)
     return remaining

@@ -1,6 +1,6 @@
 """The work of each stage of the grid, calling the lower layers by their public names.
 
-Every stage function takes a `RunTask` and returns a `StageResult`; it runs in whatever process
+Every stage function takes a `Job` and returns a `StageResult`; it runs in whatever process
 the executor chose, reads its inputs from the artefacts of the runs it depends on, and writes
 its own artefacts into RUN_DIR/<stage>/<key prefix>/ through `atomic_directory`, so the folder
 appears complete or not at all. It never touches the results database.
@@ -30,8 +30,8 @@ import numpy as np
 
 from ..io import atomic_directory, atomic_write_json, read_json
 from .ensembles import run_ensemble
-from .executors import RunTask, StageResult
-from .task_inputs import (
+from .executors import Job, StageResult
+from .job_inputs import (
     CORPUS_FILE,
     MODEL_FOLDER,
     SPLIT_FILE,
@@ -39,9 +39,9 @@ from .task_inputs import (
     configure_process,
     draw_split,
     input_artefact,
+    load_job_corpus,
+    load_job_features,
     load_model,
-    load_task_corpus,
-    load_task_features,
     relative_path,
     split_of,
     train_config_for,
@@ -55,14 +55,14 @@ TUNE_METRICS = ("accuracy", "svc_mia", "loss_mia")
 # Stages
 
 
-def run_corpus(task: RunTask) -> StageResult:
+def run_corpus(job: Job) -> StageResult:
     """Load (or build) the corpus and cache the features of every backbone of the grid."""
-    configure_process(task)
+    configure_process(job)
     start = time.perf_counter()
-    corpus = load_task_corpus(task)
+    corpus = load_job_corpus(job)
     specs = {}
-    for model_name in task.config["models"]:
-        _, spec = load_task_features(task, corpus, model_name)
+    for model_name in job.config["models"]:
+        _, spec = load_job_features(job, corpus, model_name)
         specs[model_name] = dataclasses.asdict(spec)
     seconds = time.perf_counter() - start
     summary = {
@@ -75,35 +75,35 @@ def run_corpus(task: RunTask) -> StageResult:
         "speakers": int(len(set(corpus.speakers.tolist()))),
         "feature_specs": specs,
     }
-    with atomic_directory(task.folder) as folder:
+    with atomic_directory(job.folder) as folder:
         atomic_write_json(folder / CORPUS_FILE, summary)
-    return StageResult(metrics=summary, artefacts={"corpus": relative_path(task, Path(task.folder) / CORPUS_FILE)},
+    return StageResult(metrics=summary, artefacts={"corpus": relative_path(job, Path(job.folder) / CORPUS_FILE)},
                        seconds=seconds)
 
 
-def _train(task: RunTask, split=None) -> StageResult:
+def _train(job: Job, split=None) -> StageResult:
     """Original (split None) or Retrain (on Dr of `split`): train, save checkpoint (+ split)."""
     from ..data.splits import save_split
     from ..models.checkpoint import save_checkpoint
     from ..training.recipes import checkpoint_metadata, train_original
     from ..training.trainer import step_matched_epochs
 
-    configure_process(task)
-    corpus = load_task_corpus(task)
-    config = train_config_for(task)
+    configure_process(job)
+    corpus = load_job_corpus(job)
+    config = train_config_for(job)
     train_rows = None if split is None else split.retain_indices(corpus)
-    if train_rows is not None and task.config["train"].get("match") == "steps":
+    if train_rows is not None and job.config["train"].get("match") == "steps":
         epochs = step_matched_epochs(config.epochs, len(corpus.indices("train")), len(train_rows), config.batch_size)
         config = dataclasses.replace(config, epochs=epochs)
     model, result, metrics = train_original(
-        corpus, task.config["model"], config.seed, task.cache_dir, config, train_indices=train_rows,
-        progress=False, model_options=task.config.get("model_options") or {},
+        corpus, job.config["model"], config.seed, job.cache_dir, config, train_indices=train_rows,
+        progress=False, model_options=job.config.get("model_options") or {},
     )
-    _, spec = load_task_features(task, corpus, task.config["model"])
+    _, spec = load_job_features(job, corpus, job.config["model"])
     metadata = checkpoint_metadata(corpus, spec, model, config, metrics, split=split,
-                                   corpus_spec=task.config["corpus"], train_result=result)
+                                   corpus_spec=job.config["corpus"], train_result=result)
     artefacts = {"checkpoint": MODEL_FOLDER}
-    with atomic_directory(task.folder) as folder:
+    with atomic_directory(job.folder) as folder:
         save_checkpoint(folder / MODEL_FOLDER, model.cpu(), metadata)
         if split is not None:
             save_split(split, folder / SPLIT_FILE)
@@ -113,22 +113,22 @@ def _train(task: RunTask, split=None) -> StageResult:
     if split is not None:
         metrics["n_forget"] = int(len(split.forget_ids))
         metrics["forget"] = dict(split.params)
-    paths = {name: relative_path(task, Path(task.folder) / rel) for name, rel in artefacts.items()}
+    paths = {name: relative_path(job, Path(job.folder) / rel) for name, rel in artefacts.items()}
     return StageResult(metrics=metrics, artefacts=paths, seconds=float(result.seconds))
 
 
-def run_original(task: RunTask) -> StageResult:
+def run_original(job: Job) -> StageResult:
     """Train the original model of (task, corpus, backbone, seed)."""
-    return _train(task)
+    return _train(job)
 
 
-def run_retrain(task: RunTask) -> StageResult:
+def run_retrain(job: Job) -> StageResult:
     """Draw the split and train the Retrain reference on its retain set; its wall time is the budget."""
-    corpus = load_task_corpus(task)
-    return _train(task, draw_split(corpus, task.config["split"]))
+    corpus = load_job_corpus(job)
+    return _train(job, draw_split(corpus, job.config["split"]))
 
 
-def _unlearn(task: RunTask, corpus, split, overrides: Mapping[str, Any]):
+def _unlearn(job: Job, corpus, split, overrides: Mapping[str, Any]):
     """Apply the run's method to the original model through `forgetting.apply`; returns
     (Applied, original metadata)."""
     from ..forgetting.apply import MethodSpec
@@ -136,39 +136,39 @@ def _unlearn(task: RunTask, corpus, split, overrides: Mapping[str, Any]):
     from .plan import load_methods
 
     load_methods()
-    original, metadata = load_model(input_artefact(task, task.config["original"], "checkpoint"),
-                                      task.extra.get("device"))
-    features, _ = load_task_features(task, corpus, task.config["model"])
+    original, metadata = load_model(input_artefact(job, job.config["original"], "checkpoint"),
+                                      job.extra.get("device"))
+    features, _ = load_job_features(job, corpus, job.config["model"])
     applied = unlearn_benchmark_split(
-        original, metadata, corpus, features, split, MethodSpec.parse(task.config["method"], dict(overrides)),
-        seed=int(task.config.get("unlearn_seed", task.config["seed"])),
-        budget_seconds=task.extra.get("budget_seconds"), budget_steps=task.extra.get("budget_steps"),
+        original, metadata, corpus, features, split, MethodSpec.parse(job.config["method"], dict(overrides)),
+        seed=int(job.config.get("unlearn_seed", job.config["seed"])),
+        budget_seconds=job.extra.get("budget_seconds"), budget_steps=job.extra.get("budget_steps"),
     )  # fmt: skip
     return applied, metadata
 
 
-def run_unlearn(task: RunTask) -> StageResult:
+def run_unlearn(job: Job) -> StageResult:
     """Unlearn Df from the original model within the Retrain-derived time budget; save the model."""
     from ..forgetting.deletion import benchmark_metadata
     from ..models.checkpoint import save_checkpoint
 
-    configure_process(task)
-    corpus = load_task_corpus(task)
-    split = split_of(task, corpus)
-    hyper = task.config.get("hyper", {})
+    configure_process(job)
+    corpus = load_job_corpus(job)
+    split = split_of(job, corpus)
+    hyper = job.config.get("hyper", {})
     # A tuned run takes the hyper-parameters the driver chose on the validation split.
-    overrides = task.extra["overrides"] if "tuned" in hyper else hyper.get("overrides", {})
-    applied, metadata = _unlearn(task, corpus, split, overrides)
+    overrides = job.extra["overrides"] if "tuned" in hyper else hyper.get("overrides", {})
+    applied, metadata = _unlearn(job, corpus, split, overrides)
     result = applied.result
-    summary = {**result.to_metadata(), "budget_seconds": task.extra.get("budget_seconds")}
-    if task.extra.get("budget_steps") is not None:
-        summary["budget_steps"] = task.extra["budget_steps"]
+    summary = {**result.to_metadata(), "budget_seconds": job.extra.get("budget_seconds")}
+    if job.extra.get("budget_steps") is not None:
+        summary["budget_steps"] = job.extra["budget_steps"]
     metadata = benchmark_metadata(metadata, corpus, split, applied, metadata.get("weights_sha256"))
-    with atomic_directory(task.folder) as folder:
+    with atomic_directory(job.folder) as folder:
         save_checkpoint(folder / MODEL_FOLDER, result.model.cpu(), metadata)
         atomic_write_json(folder / SUMMARY_FILE, {**summary, "log": result.log})
-    artefacts = {"checkpoint": relative_path(task, Path(task.folder) / MODEL_FOLDER),
-                 "summary": relative_path(task, Path(task.folder) / SUMMARY_FILE)}
+    artefacts = {"checkpoint": relative_path(job, Path(job.folder) / MODEL_FOLDER),
+                 "summary": relative_path(job, Path(job.folder) / SUMMARY_FILE)}
     return StageResult(metrics=summary, artefacts=artefacts, seconds=float(result.seconds))
 
 
@@ -199,50 +199,50 @@ def summarise_report(report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _unchanged(model, task: RunTask, device: str | None) -> bool:
+def _unchanged(model, job: Job, device: str | None) -> bool:
     """Whether `model` is the cell's Original unchanged (weights and buffers, byte for byte): a
     method that returns it is a no-op, not a win."""
     from ..evaluation import is_no_op
 
-    original, _ = load_model(input_artefact(task, task.config["original"], "checkpoint"), device)
+    original, _ = load_model(input_artefact(job, job.config["original"], "checkpoint"), device)
     return is_no_op(model, original)
 
 
-def run_evaluate(task: RunTask) -> StageResult:
+def run_evaluate(job: Job) -> StageResult:
     """Score one model (Original, Retrain or unlearned) on the cell's split against the Retrain."""
     from ..evaluation import evaluate_unlearning, gap_to_retrain, write_report
 
-    configure_process(task)
-    corpus = load_task_corpus(task)
-    split = split_of(task, corpus)
-    features, _ = load_task_features(task, corpus, task.config["model"])
-    device = task.extra.get("device")
-    subject = task.config["subject"]
-    model, _ = load_model(input_artefact(task, subject, "checkpoint"), device)
-    retrain_seconds = task.input(task.config["retrain"])["seconds"]
-    names = _metric_names(task.config.get("options", {}))
-    common = dict(metrics=names, seed=int(task.config["seed"]), progress=False, retrain_seconds=retrain_seconds)
+    configure_process(job)
+    corpus = load_job_corpus(job)
+    split = split_of(job, corpus)
+    features, _ = load_job_features(job, corpus, job.config["model"])
+    device = job.extra.get("device")
+    subject = job.config["subject"]
+    model, _ = load_model(input_artefact(job, subject, "checkpoint"), device)
+    retrain_seconds = job.input(job.config["retrain"])["seconds"]
+    names = _metric_names(job.config.get("options", {}))
+    common = dict(metrics=names, seed=int(job.config["seed"]), progress=False, retrain_seconds=retrain_seconds)
     start = time.perf_counter()
-    if subject == task.config["retrain"]:
+    if subject == job.config["retrain"]:
         report = evaluate_unlearning(model, features, corpus, split, unlearn_seconds=retrain_seconds, **common)
         report["gap_to_retrain"] = gap_to_retrain(report["models"]["unlearned"], report["models"]["unlearned"])
     else:
-        reference, _ = load_model(input_artefact(task, task.config["retrain"], "checkpoint"), device)
+        reference, _ = load_model(input_artefact(job, job.config["retrain"], "checkpoint"), device)
         cache = {f"retrained/{name}": values
-                 for name, values in task.input(task.config["reference_eval"])["metrics"]["metrics"].items()}
+                 for name, values in job.input(job.config["reference_eval"])["metrics"]["metrics"].items()}
         # A Retrain replica's time is its training time, like the first Retrain's; the Original has none.
-        stage = task.input(subject)["stage"]
-        unlearn_seconds = task.input(subject)["seconds"] if stage in ("unlearn", "retrain") else None
+        stage = job.input(subject)["stage"]
+        unlearn_seconds = job.input(subject)["seconds"] if stage in ("unlearn", "retrain") else None
         report = evaluate_unlearning(model, features, corpus, split, reference=reference, cache=cache,
                                      unlearn_seconds=unlearn_seconds, **common)
         if stage == "unlearn":
-            report["no_op"] = _unchanged(model, task, device)
+            report["no_op"] = _unchanged(model, job, device)
     seconds = time.perf_counter() - start
-    with atomic_directory(task.folder) as folder:
+    with atomic_directory(job.folder) as folder:
         write_report(folder, report)
-    artefacts = {"report": relative_path(task, Path(task.folder) / "report.json"),
-                 "report_md": relative_path(task, Path(task.folder) / "report.md")}
-    return StageResult(metrics=summarise_report(read_json(Path(task.folder) / "report.json")),
+    artefacts = {"report": relative_path(job, Path(job.folder) / "report.json"),
+                 "report_md": relative_path(job, Path(job.folder) / "report.md")}
+    return StageResult(metrics=summarise_report(read_json(Path(job.folder) / "report.json")),
                        artefacts=artefacts, seconds=seconds)
 
 
@@ -275,29 +275,29 @@ def scaled_overrides(method: str, base: Mapping[str, Any], point: Mapping[str, f
     return overrides
 
 
-def run_tune(task: RunTask) -> StageResult:
+def run_tune(job: Job) -> StageResult:
     """One tuning grid point: unlearn on the validation forget split, Avg. Gap to its Retrain."""
     from ..evaluation import evaluate_unlearning
     from .plan import load_methods
 
-    configure_process(task)
+    configure_process(job)
     load_methods()
-    corpus = load_task_corpus(task)
-    split = split_of(task, corpus)
-    overrides = scaled_overrides(task.config["method"], task.config.get("overrides", {}), task.config["point"])
-    applied, _ = _unlearn(task, corpus, split, overrides)
+    corpus = load_job_corpus(job)
+    split = split_of(job, corpus)
+    overrides = scaled_overrides(job.config["method"], job.config.get("overrides", {}), job.config["point"])
+    applied, _ = _unlearn(job, corpus, split, overrides)
     result = applied.result
-    features, _ = load_task_features(task, corpus, task.config["model"])
-    reference, _ = load_model(input_artefact(task, task.config["retrain"], "checkpoint"), task.extra.get("device"))
+    features, _ = load_job_features(job, corpus, job.config["model"])
+    reference, _ = load_model(input_artefact(job, job.config["retrain"], "checkpoint"), job.extra.get("device"))
     report = evaluate_unlearning(result.model, features, corpus, ValidationAsTest(split), reference=reference,
-                                 metrics=TUNE_METRICS, seed=int(task.config["seed"]), progress=False)
+                                 metrics=TUNE_METRICS, seed=int(job.config["seed"]), progress=False)
     gap = report["gap_to_retrain"] or {}
     summary = {"avg_gap": gap.get("avg_gap_pp"), "gaps_pp": gap.get("gaps_pp", {}), "overrides": overrides,
                "unlearn_seconds": result.seconds, "budget_exhausted": result.budget_exhausted,
                "test_stand_in": "validation"}
-    with atomic_directory(task.folder) as folder:
+    with atomic_directory(job.folder) as folder:
         atomic_write_json(folder / SUMMARY_FILE, summary)
-    return StageResult(metrics=summary, artefacts={"summary": relative_path(task, Path(task.folder) / SUMMARY_FILE)},
+    return StageResult(metrics=summary, artefacts={"summary": relative_path(job, Path(job.folder) / SUMMARY_FILE)},
                        seconds=float(result.seconds))
 
 

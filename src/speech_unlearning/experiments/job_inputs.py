@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .executors import RunTask
+from .executors import Job
 
 CORPUS_FILE = "corpus.json"
 SPLIT_FILE = "split.json"
@@ -28,58 +28,58 @@ _CORPORA: dict[tuple, Any] = {}
 _FEATURES: dict[tuple, tuple[np.ndarray, Any]] = {}
 
 
-def relative_path(task: RunTask, path: Path) -> str:
-    return str(Path(path).resolve().relative_to(Path(task.run_dir).resolve()))
+def relative_path(job: Job, path: Path) -> str:
+    return str(Path(path).resolve().relative_to(Path(job.run_dir).resolve()))
 
 
-def configure_process(task: RunTask) -> None:
+def configure_process(job: Job) -> None:
     """Limit torch's threads to the CPUs reserved for this run (pool and Ray workers)."""
-    threads = task.extra.get("threads")
+    threads = job.extra.get("threads")
     if threads:
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
 
 
-def load_task_corpus(task: RunTask):
-    """The corpus of `task` (memoised per process)."""
+def load_job_corpus(job: Job):
+    """The corpus of `job` (memoised per process)."""
     from ..data.loaders import load_corpus
 
-    key = (task.config["corpus"], task.config["task"], task.cache_dir)
+    key = (job.config["corpus"], job.config["task"], job.cache_dir)
     if key not in _CORPORA:
-        if "<" in task.config["corpus"]:
-            raise ValueError(f"corpus {task.config['corpus']}: the data path is required to run this grid")
-        _CORPORA[key] = load_corpus(task.config["corpus"], task.config["task"], cache_dir=task.cache_dir)
+        if "<" in job.config["corpus"]:
+            raise ValueError(f"corpus {job.config['corpus']}: the data path is required to run this grid")
+        _CORPORA[key] = load_corpus(job.config["corpus"], job.config["task"], cache_dir=job.cache_dir)
     return _CORPORA[key]
 
 
-def load_task_features(task: RunTask, corpus, model_name: str) -> tuple[np.ndarray, Any]:
+def load_job_features(job: Job, corpus, model_name: str) -> tuple[np.ndarray, Any]:
     """(features (N, ...), FeatureSpec) of `corpus` as `model_name` consumes them (memoised)."""
     from ..models.registry import model_info
     from ..training.recipes import corpus_arrays
 
     kind = model_info(model_name).input_kind
-    key = (corpus.fingerprint, kind, task.cache_dir)
+    key = (corpus.fingerprint, kind, job.cache_dir)
     if key not in _FEATURES:
-        _FEATURES[key] = corpus_arrays(corpus, kind, task.cache_dir, progress=False)
+        _FEATURES[key] = corpus_arrays(corpus, kind, job.cache_dir, progress=False)
     return _FEATURES[key]
 
 
-def train_config_for(task: RunTask):
+def train_config_for(job: Job):
     """The recipe of (task, model) with the grid's epochs / time cap, the run's seed and device."""
     from ..training.recipes import default_train_config
 
-    settings = task.config.get("train", {})
+    settings = job.config.get("train", {})
     # Grids made before recipes could be chosen have no key: they trained with early-stop.
-    config = default_train_config(task.config["task"], task.config["model"], settings.get("recipe", "early-stop"))
+    config = default_train_config(job.config["task"], job.config["model"], settings.get("recipe", "early-stop"))
     # A Retrain replica of the reference set trains with its own seed (init and data order).
-    changes: dict[str, Any] = {"seed": int(task.config.get("init_seed", task.config["seed"])), "progress": False}
+    changes: dict[str, Any] = {"seed": int(job.config.get("init_seed", job.config["seed"])), "progress": False}
     if settings.get("epochs"):
         changes["epochs"] = int(settings["epochs"])
     if settings.get("max_seconds"):
         changes["max_seconds"] = float(settings["max_seconds"])
-    if task.extra.get("device"):
-        changes["device"] = task.extra["device"]
+    if job.extra.get("device"):
+        changes["device"] = job.extra["device"]
     return dataclasses.replace(config, **changes)
 
 
@@ -126,14 +126,14 @@ def load_model(folder: str, device: str | None):
     return model.to(select_device(device or "auto")).eval(), metadata
 
 
-def input_artefact(task: RunTask, key: str, name: str) -> str:
-    artefacts = task.input(key)["artefacts"]
+def input_artefact(job: Job, key: str, name: str) -> str:
+    artefacts = job.input(key)["artefacts"]
     if name not in artefacts:
         raise KeyError(f"run {key[:12]} has no artefact {name!r} (it has: {', '.join(artefacts)})")
     return artefacts[name]
 
 
-def split_of(task: RunTask, corpus):
+def split_of(job: Job, corpus):
     from ..data.splits import load_split
 
-    return load_split(input_artefact(task, task.config["retrain"], "split"), corpus)
+    return load_split(input_artefact(job, job.config["retrain"], "split"), corpus)
