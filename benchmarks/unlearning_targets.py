@@ -46,7 +46,7 @@ import numpy as np
 
 from grid_cells import finished_grid, mean_std
 from speech_unlearning.evaluation import gap_of_means
-from speech_unlearning.experiments.report import EvaluationContext, variant_label
+from speech_unlearning.experiments.report import RunLookup, variant_label
 from speech_unlearning.experiments.store import ResultStore
 from speech_unlearning.io import read_json
 
@@ -69,10 +69,10 @@ def cell_of(record) -> tuple:
     return config["task"], config["model"], config["seed"], split, config.get("retrain")
 
 
-def setting_of(record, context: EvaluationContext) -> tuple:
+def setting_of(record, lookup: RunLookup) -> tuple:
     """(task, scenario, reference): the reference says "against the step-matched Retrain" for
     runs scored against a retrain_match=steps Retrain, so a folder of both kinds is not pooled."""
-    steps = context.retrain_kind_of(record) == "steps"
+    steps = lookup.retrain_kind_of(record) == "steps"
     return record.config["task"], record.config["split"]["scenario"], " against the step-matched Retrain" * steps
 
 
@@ -85,10 +85,10 @@ def collect(run_dir: Path) -> dict:
     """setting -> method -> list of per-run rows (gap, time ratio, class accuracies, relearn)."""
     store = finished_grid(run_dir)
     evaluations = store.records(stage="evaluate", status="done")
-    context = EvaluationContext.of(store)
+    lookup = RunLookup.of(store)
     by_cell = defaultdict(dict)
     for record in evaluations:  # a method run with overrides is its own row
-        by_cell[cell_of(record)][variant_label(record.config["method"], context.overrides_of(record))] = record
+        by_cell[cell_of(record)][variant_label(record.config["method"], lookup.overrides_of(record))] = record
     rows: dict = defaultdict(lambda: defaultdict(list))
     for cell, methods in by_cell.items():
         original, retrain = methods.get("original"), methods.get("retrain")
@@ -112,7 +112,7 @@ def collect(run_dir: Path) -> dict:
                 row["relearn_excess"] = 100 * (relearn["at_step_5"] - reference["at_step_5"])
                 # The end of the attack's schedule too: resisting the first steps is not resisting all.
                 row["relearn_excess_end"] = 100 * (relearn["after"] - reference["after"])
-            rows[setting_of(record, context)][method].append(row)
+            rows[setting_of(record, lookup)][method].append(row)
     return rows
 
 

@@ -148,7 +148,7 @@ def test_the_targets_check_keeps_runs_against_a_step_matched_retrain_apart(targe
             evaluation = Run("evaluate", {"task": "kws", "model": "kws-resnet", "seed": 0, "split": split,
                                           "method": "calibrated", "retrain": retrain.key})
             store.ensure([evaluation])
-            context = targets_script.EvaluationContext.of(store)
-            settings.append(targets_script.setting_of(store.get(evaluation.key), context))
+            lookup = targets_script.RunLookup.of(store)
+            settings.append(targets_script.setting_of(store.get(evaluation.key), lookup))
             assert targets_script.cell_of(store.get(evaluation.key))[-1] == retrain.key
     assert settings == [("kws", "sample", ""), ("kws", "sample", " against the step-matched Retrain")]

@@ -32,7 +32,7 @@ class NoTuningRuns(ValueError):
 
 def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(one row per finished tuning run of an unlearning method, the grid's config)."""
-    from .report import EvaluationContext, variant_label
+    from .report import RunLookup, variant_label
     from .store import ResultStore
 
     try:
@@ -42,16 +42,16 @@ def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]
     with store:
         records = store.records(stage="tune", status="done")
         retrain_seconds = {r.key: r.seconds for r in store.records(stage="retrain", status="done")}
-        context = EvaluationContext.of(store)
+        lookup = RunLookup.of(store)
         grid = store.get_meta("config", {}) or {}
     if not records:
         raise NoTuningRuns(
             f"--auto-from {run_dir}: no finished tuning run; the choice is made on validation forget splits, "
             "never on the reported test figures: run the grid with --tune (or --set tune=true) first")
-    if any(context.retrain_kind_of(record) != "steps" for record in records):
+    if any(lookup.retrain_kind_of(record) != "steps" for record in records):
         # Gaps to two kinds of Retrain are not comparable: rank against the paper's kind, unless
         # the folder holds only step-matched references.
-        records = [record for record in records if context.retrain_kind_of(record) != "steps"]
+        records = [record for record in records if lookup.retrain_kind_of(record) != "steps"]
     rows = []
     for record in records:
         config, summary = record.config, record.metrics or {}

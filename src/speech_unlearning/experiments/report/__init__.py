@@ -43,11 +43,11 @@ from .files import PLOTS_FOLDER, REPORT_FOLDER, format_terminal, write_report_fi
 from .html_page import format_html
 from .layout import COLUMNS, RELEARN, SCENARIO_TITLES, TABLE_COLUMNS, TASK_TITLES, Column
 from .markdown import format_markdown, objective_touches, reading_notes
-from .rows import Cell, EvalRow, EvaluationContext, Table, aggregate, collect_rows, eval_row, variant_label
+from .rows import Cell, EvalRow, RunLookup, Table, aggregate, collect_rows, eval_row, variant_label
 
 __all__ = [
     "COLUMNS", "ENSEMBLE_NOTES", "PLOTS_FOLDER", "RELEARN", "REPORT_FOLDER", "SCENARIO_TITLES", "TABLE_COLUMNS",
-    "TASK_TITLES", "Cell", "Column", "EvalRow", "EvaluationContext", "Table", "aggregate", "aggregate_ensembles",
+    "TASK_TITLES", "Cell", "Column", "EvalRow", "RunLookup", "Table", "aggregate", "aggregate_ensembles",
     "collect_ensembles", "collect_rows", "ensemble_markdown", "ensembles_csv", "eval_row", "format_html",
     "format_markdown", "format_terminal", "objective_touches", "reading_notes", "results_csv", "runs_csv",
     "variant_label", "write_report_files",

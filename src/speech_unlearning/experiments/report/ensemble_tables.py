@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from ..plan import describe_split
 from ..store import ResultStore
 from .layout import SCENARIO_TITLES, TASK_TITLES, Column, display_name, method_order, scenario_grouped_table, value_at
-from .rows import Cell, EvaluationContext, variant_label
+from .rows import Cell, RunLookup, variant_label
 
 
 ENSEMBLE_COLUMNS: tuple[Column, ...] = (
@@ -124,7 +124,7 @@ class EnsembleTable:
 
 def collect_ensembles(store: ResultStore) -> list[EnsembleEntry]:
     """Every finished ensemble run of the database, its method named with its overrides."""
-    context = EvaluationContext.of(store)
+    lookup = RunLookup.of(store)
     entries = []
     for record in store.records(stage="ensemble", status="done"):
         config = record.config
@@ -132,8 +132,8 @@ def collect_ensembles(store: ResultStore) -> list[EnsembleEntry]:
         entries.append(EnsembleEntry(
             task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
             scenario=config["split"]["scenario"], split=describe_split(config["split"]),
-            method=variant_label(config["method"], context.overrides.get(first, {})),
-            retrain_match=context.retrain_kind_of(record), row=record.metrics or {},
+            method=variant_label(config["method"], lookup.overrides.get(first, {})),
+            retrain_match=lookup.retrain_kind_of(record), row=record.metrics or {},
         ))
     return entries
 

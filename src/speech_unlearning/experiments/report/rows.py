@@ -141,17 +141,17 @@ def variant_label(method: str, overrides: Mapping[str, Any] | None) -> str:
 
 
 @dataclass(frozen=True)
-class EvaluationContext:
-    """What an evaluation record does not say itself, read once per store: the overrides its
-    unlearning run used and how long its Retrain trained, so that two configurations of a method,
-    or runs against two kinds of Retrain, are never pooled."""
+class RunLookup:
+    """Per-store lookups of what an evaluation record does not say itself, read once per store:
+    the overrides its unlearning run used and how long its Retrain trained, so that two
+    configurations of a method, or runs against two kinds of Retrain, are never pooled."""
 
     overrides: Mapping[str, dict[str, Any]]  # unlearning run key -> its method overrides
     retrain_kinds: Mapping[str, str]  # Retrain run key -> BenchConfig.retrain_match
     schedules: Mapping[str, Schedule | None] = field(default_factory=dict)  # unlearning run key -> its steps
 
     @classmethod
-    def of(cls, store: ResultStore) -> "EvaluationContext":
+    def of(cls, store: ResultStore) -> "RunLookup":
         unlearned = store.records(stage="unlearn")
         overrides = {record.key: dict((record.config.get("hyper") or {}).get("overrides") or {})
                      for record in unlearned}
@@ -191,9 +191,9 @@ def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mappin
 
 def collect_rows(store: ResultStore) -> list[EvalRow]:
     """Every finished evaluation of the test splits in the database."""
-    context = EvaluationContext.of(store)
-    return [eval_row(record, context.retrain_kind_of(record), context.overrides_of(record),
-                     context.schedule_of(record))
+    lookup = RunLookup.of(store)
+    return [eval_row(record, lookup.retrain_kind_of(record), lookup.overrides_of(record),
+                     lookup.schedule_of(record))
             for record in store.records(stage="evaluate", status="done")
             if record.config.get("split", {}).get("role", "test") == "test"]
 
