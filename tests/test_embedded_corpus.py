@@ -98,8 +98,8 @@ def test_fresh_processes_build_byte_identical_corpora(small_root, tmp_path):
 
 
 def test_another_seed_gives_other_audio():
-    jobs_a, _ = embedded.plan_kws(SMALL)
-    jobs_b, _ = embedded.plan_kws(dataclasses.replace(SMALL, seed=SMALL.seed + 1))
+    jobs_a, _ = embedded.kws_clips(SMALL)
+    jobs_b, _ = embedded.kws_clips(dataclasses.replace(SMALL, seed=SMALL.seed + 1))
     assert [j.relpath for j in jobs_a] != [j.relpath for j in jobs_b]  # other speaker hashes
 
 
@@ -233,8 +233,8 @@ def test_voxceleb_layout_and_split_file(small_root):
 
 def test_default_config_has_the_promised_size():
     config = EmbeddedConfig()
-    kws_jobs, lists = embedded.plan_kws(config)
-    sid_jobs, sid_lists = embedded.plan_sid(config)
+    kws_jobs, lists = embedded.kws_clips(config)
+    sid_jobs, sid_lists = embedded.sid_clips(config)
     assert 2500 <= len(kws_jobs) <= 3500 and 1200 <= len(sid_jobs) <= 2000
     assert config.sid_speakers >= 40 and len(config.unknown_words) >= 10
     held_out = sum(len(text.splitlines()) for text in lists.values())
@@ -244,7 +244,7 @@ def test_default_config_has_the_promised_size():
 
 
 def test_some_held_out_kws_speakers_have_voices_unseen_in_training():
-    jobs, lists = embedded.plan_kws(EmbeddedConfig())
+    jobs, lists = embedded.kws_clips(EmbeddedConfig())
     held_out = {line for text in lists.values() for line in text.splitlines()}
     train_variants = {j.voice.variant for j in jobs if j.relpath.removeprefix("kws/") not in held_out}
     held_out_variants = {j.voice.variant for j in jobs if j.relpath.removeprefix("kws/") in held_out}

@@ -80,7 +80,7 @@ def register(subparsers) -> None:
 
 
 @dataclass(frozen=True)
-class TrainPlan:
+class TrainCommand:
     """A fully validated `train` request."""
 
     task: str
@@ -124,7 +124,7 @@ def training_config(
     return dataclasses.replace(config, seed=seed, progress=progress)
 
 
-def plan_from_args(args: argparse.Namespace) -> TrainPlan:
+def command_from_args(args: argparse.Namespace) -> TrainCommand:
     """Validate every argument; raises naming the bad one, before any data is touched."""
     from ..training.recipes import default_model_for
 
@@ -137,7 +137,7 @@ def plan_from_args(args: argparse.Namespace) -> TrainPlan:
     )
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out}: exists and is not a folder")
-    return TrainPlan(
+    return TrainCommand(
         task=args.task,
         corpus_spec=normalise_corpus_spec(args.corpus),
         recipe=args.recipe,
@@ -150,43 +150,43 @@ def plan_from_args(args: argparse.Namespace) -> TrainPlan:
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = plan_from_args(args)
+    command = command_from_args(args)
     from ..models.checkpoint import save_checkpoint
     from ..training.recipes import checkpoint_metadata, feature_spec_for_model, train_original
 
-    corpus = load_corpus(plan.corpus_spec, plan.task, cache_dir=plan.cache_dir)
+    corpus = load_corpus(command.corpus_spec, command.task, cache_dir=command.cache_dir)
     print(
-        f"training {plan.model_name} on {corpus.name}: {corpus.num_classes} classes, "
+        f"training {command.model_name} on {corpus.name}: {corpus.num_classes} classes, "
         f"{len(corpus.indices('train'))} train / {len(corpus.indices('validation'))} validation / "
         f"{len(corpus.indices('test'))} test utterances",
         file=sys.stderr,
     )
     model, result, metrics = train_original(
         corpus,
-        plan.model_name,
-        plan.config.seed,
-        cache_dir=plan.cache_dir,
-        config=plan.config,
-        progress=plan.config.progress,
-        model_options=plan.model_options,
+        command.model_name,
+        command.config.seed,
+        cache_dir=command.cache_dir,
+        config=command.config,
+        progress=command.config.progress,
+        model_options=command.model_options,
     )
-    spec = feature_spec_for_model(corpus, plan.model_name)
+    spec = feature_spec_for_model(corpus, command.model_name)
     metadata = checkpoint_metadata(
-        corpus, spec, model, plan.config, metrics, corpus_spec=plan.corpus_spec, train_result=result
+        corpus, spec, model, command.config, metrics, corpus_spec=command.corpus_spec, train_result=result
     )
-    save_checkpoint(plan.out, model.cpu(), metadata)
-    atomic_write_json(plan.out / "metrics.json", metrics_summary(plan, corpus.name, metrics, result))
-    print_summary(plan, metrics, result)
+    save_checkpoint(command.out, model.cpu(), metadata)
+    atomic_write_json(command.out / "metrics.json", metrics_summary(command, corpus.name, metrics, result))
+    print_summary(command, metrics, result)
     return 0
 
 
-def metrics_summary(plan: TrainPlan, corpus_name: str, metrics: dict, result) -> dict[str, Any]:
+def metrics_summary(command: TrainCommand, corpus_name: str, metrics: dict, result) -> dict[str, Any]:
     return {
-        "task": plan.task,
-        "corpus": {"name": corpus_name, "spec": plan.corpus_spec},
-        "model": plan.model_name,
-        "recipe": plan.recipe,
-        "seed": plan.config.seed,
+        "task": command.task,
+        "corpus": {"name": corpus_name, "spec": command.corpus_spec},
+        "model": command.model_name,
+        "recipe": command.recipe,
+        "seed": command.config.seed,
         "metrics": metrics,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -195,7 +195,7 @@ def metrics_summary(plan: TrainPlan, corpus_name: str, metrics: dict, result) ->
     }
 
 
-def print_summary(plan: TrainPlan, metrics: dict, result) -> None:
+def print_summary(command: TrainCommand, metrics: dict, result) -> None:
     ending = "stopped early" if result.stopped_early else "time budget reached" if result.budget_exhausted else "all epochs"
     print(f"trained {result.epochs_run} epoch(s) in {result.seconds:.1f} s ({ending}; kept epoch {result.best_epoch})")
     print(
@@ -209,4 +209,4 @@ def print_summary(plan: TrainPlan, metrics: dict, result) -> None:
     if metrics.get("augmentation"):
         print(f"augmentation: {metrics['augmentation']}")
     print(f"test accuracy: {metrics['test_accuracy']:.4f}")
-    print(f"checkpoint: {plan.out}")
+    print(f"checkpoint: {command.out}")

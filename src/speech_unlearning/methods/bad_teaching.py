@@ -60,7 +60,7 @@ class BadTeaching(Method):
         count = max(1, round(ctx.config.retain_fraction * len(ctx.retain)))
         return ctx.retain.subset(random_positions(ctx, ctx.retain, count))
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         return [mixed_pass(ctx, self.retain_subset, ctx.config.batch_size, self.mixed_loss)]
 
     def mixed_loss(self, ctx: UnlearnContext, batch: Batch) -> list[Term]:

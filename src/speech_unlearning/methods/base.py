@@ -5,7 +5,7 @@ small class registered in `METHODS` that holds only its part of that objective:
 
 - `config_class`: a dataclass of its hyper-parameters, each default documented with its
   provenance (`metadata={"help": ...}`);
-- `epoch_plan(ctx, epoch)`: which batch streams one epoch visits, as `Phase`s (a stream from
+- `epoch_phases(ctx, epoch)`: which batch streams one epoch visits, as `Phase`s (a stream from
   `streams.py` plus the loss function that turns one batch into `Term`s);
 - optional hooks: `setup` (e.g. SalUn's mask, Bad-Teaching's incompetent teacher),
   `before_step` / `after_step` around every optimiser step, or `run` to replace the
@@ -63,7 +63,7 @@ class MethodConfig:
     and add their own fields (e.g. the trade-off weight α of eq. 1 where a method has one)."""
 
     lr: float = field(default=1e-3, metadata={"help": "learning rate"})
-    epochs: int = field(default=5, metadata={"help": "passes of the method's epoch plan"})
+    epochs: int = field(default=5, metadata={"help": "passes of the method's per-epoch phases"})
     batch_size: int = field(default=64, metadata={"help": "examples per step"})
     optimizer: str = field(default="sgd", metadata={"help": "sgd | adam | adamw"})
     weight_decay: float = field(default=5e-4, metadata={"help": "weight decay"})
@@ -310,7 +310,7 @@ class Method:
 
     Subclasses set `summary` (one line for `speech-unlearn methods`), `config_class` and
     `loss_roles` (the roles of the per-sample `Term`s their losses return), and implement
-    `epoch_plan`; methods that do not optimise an objective batch by batch set `loss_roles = ()`
+    `epoch_phases`; methods that do not optimise an objective batch by batch set `loss_roles = ()`
     and override `run`. Every registered class states `objective_reads` itself (not inherited):
     the OBJECTIVE_QUANTITIES its objective reads, () for none.
     """
@@ -327,14 +327,14 @@ class Method:
     def setup(self, ctx: UnlearnContext) -> None:
         """Called once after the working copy and optimiser exist, inside the timed region."""
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         """The phases of 0-based `epoch`, in order."""
         raise NotImplementedError
 
-    def planned_steps(self, ctx: UnlearnContext, first_plan: list[Phase]) -> int:
+    def planned_steps(self, ctx: UnlearnContext, first_phases: list[Phase]) -> int:
         """Optimiser steps of the whole schedule: every epoch like the first (methods whose later
         epochs differ say so). A schedule that may end early by itself (calibrated) counts its maximum."""
-        return ctx.config.epochs * sum(phase.num_batches for phase in first_plan)
+        return ctx.config.epochs * sum(phase.num_batches for phase in first_phases)
 
     def before_step(self, ctx: UnlearnContext) -> None:
         """Called after backward, before the optimiser step (e.g. to mask gradients)."""

@@ -136,7 +136,7 @@ class Calibrated(FrozenWeightsMethod):
         # original can tell: no mass on a class it never saw.
         return logits, None if teacher is None else teacher.masked_fill(self.dropped, MASKED_LOGIT)
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         cfg = ctx.config
         if self.pull_reached(ctx, epoch):
             return []

@@ -2,7 +2,7 @@
 
 It validates the request before any compute, deep-copies the original model (which is never
 modified), seeds everything, builds the optimiser with `training.optim.make_optimizer`, and walks
-the method's epoch plans batch by batch: loss terms -> (SuperLoss) -> reduction -> the shared
+the phases of the method's epochs batch by batch: loss terms -> (SuperLoss) -> reduction -> the shared
 optimisation step (`training.steps.Stepper`: backward, the method's hooks, clipping, the optimiser
 step, the budget check after every step). It times the unlearning alone: from the copy of the
 original to the last update, excluding config parsing and checks.
@@ -182,10 +182,10 @@ def _optimise(method: Method, ctx: UnlearnContext) -> None:
     cfg = ctx.config
     ctx.optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     method.setup(ctx)
-    # Plans are built epoch by epoch (a long schedule must not spend its budget on planning);
+    # Phases are built epoch by epoch (a long schedule must not spend its budget building them);
     # the planned total extrapolates the first epoch unless the method knows better.
-    first_plan = method.epoch_plan(ctx, 0)
-    ctx.planned_steps = method.planned_steps(ctx, first_plan)
+    first_phases = method.epoch_phases(ctx, 0)
+    ctx.planned_steps = method.planned_steps(ctx, first_phases)
     stepper = Stepper(
         ctx.optimizer,
         [p for _, p in ctx.trainable_parameters()],  # clipped: the trainable ones as `setup` left them
@@ -199,7 +199,7 @@ def _optimise(method: Method, ctx: UnlearnContext) -> None:
     )
     with stepper:
         for epoch in range(cfg.epochs):
-            for phase in first_plan if epoch == 0 else method.epoch_plan(ctx, epoch):
+            for phase in first_phases if epoch == 0 else method.epoch_phases(ctx, epoch):
                 if ctx.budget_exhausted or ctx.diverged:
                     return
                 _run_phase(ctx, stepper, epoch, phase)

@@ -32,5 +32,5 @@ class FineTune(Method):
     config_class = FineTuneConfig
     loss_roles = ("retain",)
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         return [retain_pass(ctx, ctx.config.batch_size, retain_cross_entropy)]

@@ -33,7 +33,7 @@ class GradAscent(Method):
     config_class = GradAscentConfig
     loss_roles = ("forget",)
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         return [forget_pass(ctx, ctx.config.batch_size, self.forget_loss)]
 
     @staticmethod

@@ -36,7 +36,7 @@ class L1Sparse(Method):
     config_class = L1SparseConfig
     loss_roles = ("retain",)
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         strength = ctx.config.gamma * (1 - epoch / ctx.config.epochs)
 
         def loss(c: UnlearnContext, batch: Batch) -> list[Term]:

@@ -48,7 +48,7 @@ class NegGradPlus(Method):
     objective_reads = ("forget_loss",)  # pushes Df's true-label loss up
     config_class = NegGradPlusConfig
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         cfg = ctx.config
         return [paired_pass(ctx, cfg.forget_batch_size, cfg.batch_size, self.paired_loss)]
 

@@ -33,7 +33,7 @@ class RandLabel(Method):
     objective_reads = ()  # Df under random labels, never its true ones
     config_class = RandLabelConfig
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         size = ctx.config.batch_size
         return [forget_pass(ctx, size, self.forget_loss), retain_pass(ctx, size, retain_cross_entropy)]
 

@@ -63,15 +63,15 @@ class Scrub(Method):
     objective_reads = ()  # KL to the original's outputs on Df, not the true-label loss
     config_class = ScrubConfig
 
-    def epoch_plan(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
+    def epoch_phases(self, ctx: UnlearnContext, epoch: int) -> list[Phase]:
         cfg = ctx.config
         phases = [forget_pass(ctx, cfg.forget_batch_size, self.max_loss, name="max")] if epoch < cfg.max_steps else []
         return phases + [retain_pass(ctx, cfg.batch_size, self.min_loss, name="min")]
 
-    def planned_steps(self, ctx: UnlearnContext, first_plan: list[Phase]) -> int:
+    def planned_steps(self, ctx: UnlearnContext, first_phases: list[Phase]) -> int:
         """Max passes only in the first `max_steps` epochs, a min pass in every one."""
         cfg = ctx.config
-        per_phase = {phase.name: phase.num_batches for phase in first_plan}
+        per_phase = {phase.name: phase.num_batches for phase in first_phases}
         return min(cfg.max_steps, cfg.epochs) * per_phase.get("max", 0) + cfg.epochs * per_phase["min"]
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""The batch streams an epoch plan is made of.
+"""The batch streams the phases of an epoch are made of.
 
 Every stream shuffles with the call's seeded generator, so a method's run is a deterministic
 function of its seed. Four shapes cover every method:

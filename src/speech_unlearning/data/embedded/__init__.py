@@ -23,24 +23,24 @@ holds out videos.
 Reproducibility: espeak-ng's output depends on the calls made before it in the same process,
 while the same call sequence in a fresh process repeats bit for bit (once its breath-noise
 generator is seeded per clip, see `synth.Espeak.synthesize`). The clips are therefore
-planned up front, dealt into `config.shards` fixed shards, and each shard is rendered by a fresh
+decided up front, dealt into `config.shards` fixed shards, and each shard is rendered by a fresh
 spawned process, so the files do not depend on the number of worker processes or on anything
 the calling process did before.
 
 The modules, in the order the data flows:
 
     config.py   EmbeddedConfig, the word and voice lists, GENERATOR_VERSION
-    plan.py     config -> ClipJobs and split list files (seeded, no audio)
+    clips.py    config -> ClipJobs and split list files (seeded, no audio)
     render.py   ClipJobs -> WAV files, one fresh process per shard
     verify.py   the manifest; checking a folder against it; the reuse check
-    build.py    build_embedded_corpus: reuse, or plan + render + manifest, replaced atomically
+    build.py    build_embedded_corpus: reuse, or clips + render + manifest, replaced atomically
     loader.py   the registered `embedded` corpus loader
 """
 
 from .build import build_embedded_corpus, embedded_root
+from .clips import ClipJob, kws_clips, sid_clips
 from .config import GENERATOR_VERSION, KEYWORDS, EmbeddedConfig
 from .loader import load_embedded, stored_config
-from .plan import ClipJob, plan_kws, plan_sid
 from .verify import MANIFEST, embedded_corpus_is_current, read_manifest, verify_embedded_corpus
 
 __all__ = [
@@ -52,10 +52,10 @@ __all__ = [
     "build_embedded_corpus",
     "embedded_corpus_is_current",
     "embedded_root",
+    "kws_clips",
     "load_embedded",
-    "plan_kws",
-    "plan_sid",
     "read_manifest",
+    "sid_clips",
     "stored_config",
     "verify_embedded_corpus",
 ]

@@ -1,4 +1,4 @@
-"""Building the embedded corpus folder: plan, render, write the manifest, replace atomically.
+"""Building the embedded corpus folder: list the clips, render, write the manifest, replace atomically.
 
 `build_embedded_corpus` reuses a current corpus, refuses to overwrite a folder that is not one,
 cleans up after interrupted builds and fills a temporary folder that replaces the old corpus
@@ -17,8 +17,8 @@ from ...config import require
 from ...io import TMP_PREFIX, atomic_directory, atomic_write_json, clean_stale_temporaries, sha256_json
 from .. import synth
 from ..corpus import CorpusError, default_cache_dir
+from .clips import SID_SPLIT_CODES, ClipJob, kws_clips, sid_clips
 from .config import GENERATOR_VERSION, EmbeddedConfig
-from .plan import SID_SPLIT_CODES, ClipJob, plan_kws, plan_sid
 from .render import background_noise_files, render_all, write_file
 from .verify import MANIFEST, embedded_corpus_is_current
 
@@ -62,8 +62,8 @@ def _counts(kws_jobs: list[ClipJob], lists: dict[str, str], sid_text: str) -> di
 def _build_into(folder: Path, config: EmbeddedConfig, workers: int, progress: bool) -> dict[str, Any]:
     """Fill `folder` with the corpus and its manifest; returns the manifest."""
     started = time.perf_counter()
-    kws_jobs, kws_lists = plan_kws(config)
-    sid_jobs, sid_lists = plan_sid(config)
+    kws_jobs, kws_lists = kws_clips(config)
+    sid_jobs, sid_lists = sid_clips(config)
     entries = dict(write_file(folder, relpath, text.encode()) for relpath, text in {**kws_lists, **sid_lists}.items())
     entries.update(write_file(folder, relpath, data) for relpath, data in background_noise_files(config).items())
     entries.update(render_all(folder, kws_jobs + sid_jobs, config.shards, workers, progress))

@@ -13,7 +13,7 @@ from typing import Any
 from ...config import require, to_dict
 
 SAMPLE_RATE = 16_000
-# Bump whenever the generation code (plan.py, render.py) changes what a config produces:
+# Bump whenever the generation code (clips.py, render.py) changes what a config produces:
 # cached corpora then rebuild.
 GENERATOR_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Rendering: turning planned `ClipJob`s into WAV files, shard by shard, in fresh processes.
+"""Rendering: turning the `ClipJob`s of clips.py into WAV files, shard by shard, in fresh processes.
 
 espeak-ng's output depends on the calls made before it in the same process, while the same
 call sequence in a fresh process repeats bit for bit. So the jobs are dealt into fixed shards
@@ -25,7 +25,7 @@ from ...io import sha256_bytes
 from .. import synth
 from ..corpus import CorpusError
 from .config import SAMPLE_RATE, EmbeddedConfig
-from .plan import ClipJob
+from .clips import ClipJob
 
 
 def render_clip(job: ClipJob) -> np.ndarray:
@@ -80,7 +80,7 @@ def _render_shard_task(task: tuple[str, list[ClipJob]]) -> tuple[int, dict[str, 
 def render_all(root: Path, jobs: list[ClipJob], shards: int, workers: int, progress: bool) -> dict[str, dict[str, Any]]:
     """Render every job, shard by shard, each shard in its own freshly spawned process.
 
-    Shard k holds jobs k, k + shards, k + 2 * shards, ... in plan order, so the result does not
+    Shard k holds jobs k, k + shards, k + 2 * shards, ... in clip-list order, so the result does not
     depend on `workers`. "spawn" (never fork) guarantees a process with no espeak-ng history.
     Each shard gets a one-process executor, at most `workers` at a time: a worker that dies
     (killed, out of memory) stops the build with a CorpusError instead of hanging it, which a

@@ -1,8 +1,8 @@
-"""Planning: every clip of the embedded corpus is decided up front, from the config alone.
+"""Every clip of the embedded corpus, decided up front from the config alone.
 
-`plan_kws` and `plan_sid` turn an `EmbeddedConfig` into `ClipJob`s (what is said, by which
+`kws_clips` and `sid_clips` turn an `EmbeddedConfig` into `ClipJob`s (what is said, by which
 voice, how it is degraded) and the split list files, drawing from seeded generators in a fixed
-order. Nothing here touches espeak-ng, so the plan is the same in every process.
+order. Nothing here touches espeak-ng, so the clip list is the same in every process.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _random_condition(config: EmbeddedConfig, rng: np.random.Generator) -> tuple
     return noise, snr_db, channel
 
 
-def plan_kws(config: EmbeddedConfig) -> tuple[list[ClipJob], dict[str, str]]:
+def kws_clips(config: EmbeddedConfig) -> tuple[list[ClipJob], dict[str, str]]:
     """The KWS clips and the split list files (relative path -> text), under "kws/"."""
     rng = np.random.default_rng([config.seed, 1])
     clip_samples = int(KWS_CLIP_SECONDS * SAMPLE_RATE)
@@ -156,7 +156,7 @@ def _sid_speaker_voices(config: EmbeddedConfig, rng: np.random.Generator) -> lis
     return [draw_voice(config, rng, [pairs[i][0]], pairs[i][1]) for i in picks]
 
 
-def plan_sid(config: EmbeddedConfig) -> tuple[list[ClipJob], dict[str, str]]:
+def sid_clips(config: EmbeddedConfig) -> tuple[list[ClipJob], dict[str, str]]:
     """The SID utterances and iden_split.txt (relative path -> text), under "sid/"."""
     rng = np.random.default_rng([config.seed, 2])
     clip_samples = int(round(config.sid_clip_seconds * SAMPLE_RATE))
