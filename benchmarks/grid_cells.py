@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from speech_unlearning.data.loaders import load_corpus
-from speech_unlearning.data.splits import load_split
+from speech_unlearning.data.splits import load_forget_split
 from speech_unlearning.experiments.store import ResultStore, RunRecord
 from speech_unlearning.models.checkpoint import load_checkpoint
 from speech_unlearning.models.registry import model_info
@@ -64,7 +64,7 @@ def grid_cells(run_dir: Path, cache_dir: str | None, only: list[str]) -> Iterato
         corpus, features = loaded[key]
         original, metadata = load_checkpoint(run_dir / _original_of(record, originals).artefacts["checkpoint"])
         retrain, retrain_metadata = load_checkpoint(run_dir / record.artefacts["checkpoint"])
-        yield Cell(record.label, config, corpus, features, load_split(run_dir / record.artefacts["split"], corpus),
+        yield Cell(record.label, config, corpus, features, load_forget_split(run_dir / record.artefacts["split"], corpus),
                    original.eval(), metadata, retrain.eval(), float(record.seconds), retrain_metadata)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from speech_unlearning.cli.main import main
-from speech_unlearning.data.splits import save_split, speaker_split
+from speech_unlearning.data.splits import save_forget_split, speaker_split
 from speech_unlearning.models.checkpoint import save_checkpoint
 from speech_unlearning.models.registry import create_model
 from speech_unlearning.training.config import TrainConfig
@@ -49,7 +49,7 @@ def checkpoints(fsdd_kws, fsdd_root, cache_dir, tmp_path_factory):
     features, spec = corpus_arrays(corpus, "logmel", cache_dir, progress=False)
     split = speaker_split(corpus, [FORGOTTEN_SPEAKER])
     folder = tmp_path_factory.mktemp("evaluate-cli")
-    split_path = save_split(split, folder / "split.json")
+    split_path = save_forget_split(split, folder / "split.json")
     original, config, trained = _train_tiny(corpus, features, corpus.indices("train"), seed=0)
     retrained, _, retrained_run = _train_tiny(corpus, features, split.retain_indices(corpus), seed=1)
 
@@ -134,7 +134,7 @@ def test_evaluate_rejects_bad_arguments_by_name(checkpoints, cache_dir, tmp_path
 
 
 def test_evaluate_rejects_a_split_made_for_another_corpus(checkpoints, fsdd_sid, cache_dir, tmp_path, capsys):
-    other = save_split(speaker_split(fsdd_sid, [FORGOTTEN_SPEAKER]), tmp_path / "sid-split.json")
+    other = save_forget_split(speaker_split(fsdd_sid, [FORGOTTEN_SPEAKER]), tmp_path / "sid-split.json")
     out = tmp_path / "eval"
     code, _, err = _evaluate(
         capsys, "--checkpoint", str(checkpoints["paths"]["unlearned"]), "--split", str(other),

@@ -11,7 +11,7 @@ import torch
 
 from speech_unlearning.cli.main import main
 from speech_unlearning.data.features import FeatureSpec, load_features
-from speech_unlearning.data.splits import load_split
+from speech_unlearning.data.splits import load_forget_split
 from speech_unlearning.forgetting.history import recorded_split
 from speech_unlearning.io import read_json, sha256_file
 from speech_unlearning.methods import method_names
@@ -85,7 +85,7 @@ def test_unlearn_a_keyword_then_a_speaker_on_fsdd(
     model, metadata = load_checkpoint(first)
     assert metadata["method"] == "gradascent" and metadata["config"]["lr"] == 0.01 and metadata["config"]["epochs"] == 2
     assert metadata["steps"] > 0 and metadata["seconds"] > 0 and metadata["budget_exhausted"] is False
-    split = load_split(first / "split.json", fsdd_kws)
+    split = load_forget_split(first / "split.json", fsdd_kws)
     assert split.kind == "class" and recorded_split(metadata, fsdd_kws, "test") == split
     (entry,) = metadata["history"]
     assert entry["accuracy_after"]["forget"] < entry["accuracy_before"]["forget"]
@@ -101,7 +101,7 @@ def test_unlearn_a_keyword_then_a_speaker_on_fsdd(
     _, metadata = load_checkpoint(second)
     assert [e["method"] for e in metadata["history"]] == ["gradascent", "ssd"]
     later = metadata["history"][1]
-    second_split = load_split(second / "split.json", fsdd_kws)
+    second_split = load_forget_split(second / "split.json", fsdd_kws)
     forgotten = set(split.forget_indices(fsdd_kws)) | set(second_split.forget_indices(fsdd_kws))
     assert later["retain_count"] == len(fsdd_kws.indices("train")) - len(forgotten)
     assert later["budget_seconds"] == 30

@@ -232,7 +232,7 @@ def test_the_real_preset_plans_both_tasks_and_every_scenario_on_the_mini_corpus(
 @needs_mini
 def test_both_tasks_on_the_mini_corpus_and_speaker_requests_name_real_people(cache_dir):
     from speech_unlearning.data.splits import speaker_split
-    from speech_unlearning.experiments.job_inputs import draw_split
+    from speech_unlearning.experiments.job_inputs import draw_forget_split
 
     kws = load_corpus(f"speech-commands:{MINI}", "kws", cache_dir=cache_dir)
     sid = load_corpus(f"speech-commands:{MINI}", "sid", cache_dir=cache_dir)
@@ -241,7 +241,7 @@ def test_both_tasks_on_the_mini_corpus_and_speaker_requests_name_real_people(cac
     assert set(sid.label_names) <= {u.speaker for u in kws.utterances}
     # Every grid draw of a speaker request forgets a person's recordings, never a noise file.
     for seed in range(10):
-        split = draw_split(kws, {"scenario": "speaker", "count": 1, "seed": seed})
+        split = draw_forget_split(kws, {"scenario": "speaker", "count": 1, "seed": seed})
         (speaker,) = split.params["speakers"]
         assert is_person(speaker)
         assert split.forget_ids == speaker_split(kws, speaker).forget_ids

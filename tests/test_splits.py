@@ -19,9 +19,9 @@ from speech_unlearning.data.splits import (
     UnlearningSplit,
     class_split,
     files_split,
-    load_split,
+    load_forget_split,
     sample_split,
-    save_split,
+    save_forget_split,
     speaker_split,
 )
 
@@ -303,21 +303,21 @@ def test_fingerprint_mismatch_is_reported(corpus):
 )
 def test_save_and_load_round_trip_exactly(corpus, tmp_path, make):
     split = make(corpus)
-    path = save_split(split, tmp_path / "splits" / "forget.json")
+    path = save_forget_split(split, tmp_path / "splits" / "forget.json")
     assert json.loads(path.read_text())["format_version"] == 1
-    assert load_split(path) == split
-    assert load_split(path, corpus) == split
+    assert load_forget_split(path) == split
+    assert load_forget_split(path, corpus) == split
     assert UnlearningSplit.from_dict(split.to_dict()) == split
     assert [p.name for p in path.parent.iterdir()] == ["forget.json"]  # no temporary left behind
 
 
 def test_load_split_names_a_missing_or_corrupt_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.json"):
-        load_split(tmp_path / "absent.json")
+        load_forget_split(tmp_path / "absent.json")
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text("{not json")
     with pytest.raises(ConfigError, match="corrupt.json"):
-        load_split(corrupt)
+        load_forget_split(corrupt)
 
 
 @pytest.mark.parametrize(
@@ -335,7 +335,7 @@ def test_load_split_rejects_malformed_content(corpus, tmp_path, edit, message):
     path = tmp_path / "split.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=message) as error:
-        load_split(path)
+        load_forget_split(path)
     assert "split.json" in str(error.value)
 
 
@@ -347,16 +347,16 @@ def test_load_split_with_corpus_names_bad_ids(corpus, tmp_path, bad_id, message)
     data["forget_ids"] = sorted([*data["forget_ids"], bad_id])
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(data))
-    load_split(path)  # well-formed on its own
+    load_forget_split(path)  # well-formed on its own
     with pytest.raises(CorpusError, match=message) as error:
-        load_split(path, corpus)
+        load_forget_split(path, corpus)
     assert bad_id in str(error.value) and "edited.json" in str(error.value)
 
 
 def test_load_split_for_another_corpus_version(corpus, tmp_path):
-    path = save_split(sample_split(corpus, 0.1, seed=0), tmp_path / "s.json")
+    path = save_forget_split(sample_split(corpus, 0.1, seed=0), tmp_path / "s.json")
     with pytest.raises(CorpusError, match="another corpus version"):
-        load_split(path, synthetic_corpus(fingerprint="fp-2"))
+        load_forget_split(path, synthetic_corpus(fingerprint="fp-2"))
 
 
 # --- properties -------------------------------------------------------------------------------

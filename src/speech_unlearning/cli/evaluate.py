@@ -187,13 +187,13 @@ def load_model_for(folder: Path, option: str, corpus, feature_spec, device) -> t
     return model, metadata
 
 
-def load_split_for(path: Path | None, metadata: dict, corpus, checkpoint: Path):
+def load_forget_split_for(path: Path | None, metadata: dict, corpus, checkpoint: Path):
     """The split from `path`, else the one the checkpoint records; checked against `corpus`."""
-    from ..data.splits import load_split
+    from ..data.splits import load_forget_split
     from ..forgetting.history import recorded_split
 
     if path is not None:
-        return load_split(path, corpus)
+        return load_forget_split(path, corpus)
     # Plain, or keyed hashes found again in `corpus`; CorpusError if it does not fit this corpus.
     split = recorded_split(metadata, corpus, f"split recorded in checkpoint {checkpoint}")
     if split is None:
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     unlearned = [load(folder, "--checkpoint") for folder in checkpoints]
     retrained = [load(folder, "--reference") for folder in references]
     model, metadata = unlearned[0]
-    split = load_split_for(args.split, metadata, corpus, checkpoints[0])
+    split = load_forget_split_for(args.split, metadata, corpus, checkpoints[0])
     features = load_features(corpus, feature_spec, cache_dir, progress=not args.no_progress)
     original, _ = load(args.original, "--original") if args.original is not None else (None, {})
     reference, reference_metadata = retrained[0] if retrained else (None, {})

@@ -132,14 +132,14 @@ def budget_from_arg(text: str) -> tuple[float | None, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..forgetting.deletion import SPLIT_FILE, run_unlearn
+    from ..forgetting.deletion import FORGET_SPLIT_FILE, run_unlearn
 
     options = options_from_args(args)
     print(f"{options.method.name}: unlearning from {options.checkpoint} ({options.request.kind} request)",
           file=sys.stderr)
     outcome = run_unlearn(options)
     print_summary(options, outcome)
-    print(f"split: {options.out / SPLIT_FILE}")
+    print(f"split: {options.out / FORGET_SPLIT_FILE}")
     print(f"checkpoint: {options.out}")
     return 0
 

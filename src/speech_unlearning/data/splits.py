@@ -10,7 +10,7 @@ Four builders cover the protocols:
   in KWS; in SID it forgets the same items as `class_split`);
 - `files_split`: an explicit list of utterance ids or audio paths inside the corpus root.
 
-Splits are saved as JSON (`save_split`) with the corpus fingerprint, so a split is never applied
+Splits are saved as JSON (`save_forget_split`) with the corpus fingerprint, so a split is never applied
 to a different version of a corpus by mistake.
 """
 
@@ -29,7 +29,7 @@ from ..config import ConfigError, require
 from ..io import atomic_write_json, read_json
 from .corpus import Corpus, CorpusError
 
-SPLIT_KINDS: tuple[str, ...] = ("sample", "class", "speaker", "files")
+FORGET_SPLIT_KINDS: tuple[str, ...] = ("sample", "class", "speaker", "files")
 FORMAT_VERSION = 1
 SHOWN_NAMES = 12  # how many valid names or bad items an error message lists before abbreviating
 
@@ -53,7 +53,7 @@ class UnlearningSplit:
     params: dict = field(default_factory=dict, hash=False)  # how Df was chosen (ratio+seed, classes, ...)
 
     def __post_init__(self) -> None:
-        require(self.kind in SPLIT_KINDS, "kind", f"{self.kind!r} is not one of {', '.join(SPLIT_KINDS)}")
+        require(self.kind in FORGET_SPLIT_KINDS, "kind", f"{self.kind!r} is not one of {', '.join(FORGET_SPLIT_KINDS)}")
         given = () if isinstance(self.forget_ids, str) else tuple(self.forget_ids)
         require(
             not isinstance(self.forget_ids, str) and all(isinstance(i, str) for i in given),
@@ -340,15 +340,15 @@ def corpus_path(corpus: Corpus, item: str) -> str:
 # --- files ------------------------------------------------------------------------------------
 
 
-def save_split(split: UnlearningSplit, path: str | Path) -> Path:
+def save_forget_split(split: UnlearningSplit, path: str | Path) -> Path:
     """Write `split` as JSON (with its format version) atomically; returns the path."""
     path = Path(path)
     atomic_write_json(path, split.to_dict())
     return path
 
 
-def load_split(path: str | Path, corpus: Corpus | None = None) -> UnlearningSplit:
-    """Read a split saved by `save_split`.
+def load_forget_split(path: str | Path, corpus: Corpus | None = None) -> UnlearningSplit:
+    """Read a split saved by `save_forget_split`.
 
     A missing file raises FileNotFoundError, a corrupt or malformed one ConfigError, each naming
     the file. With `corpus`, the split must have been made for this corpus version and every

@@ -1,6 +1,6 @@
 """The ensemble stage: one row of a forget split scored against the split's K Retrains.
 
-A run of this stage exists for every split of a grid with `retrain_seeds` >= 2, once per method
+A run of this stage exists for every forget split of a grid with `retrain_seeds` >= 2, once per method
 (its `unlearn_seeds` unlearned models), once for the Original and once for the Retrain-vs-Retrain
 reference (config "method" original / retrain; "subjects" the models of the row, "retrains" the
 split's reference set, "evaluations" / "retrain_evaluations" their evaluate runs). It reads the
@@ -22,12 +22,12 @@ from .executors import Job, StageResult
 from .job_inputs import (
     SUMMARY_FILE,
     configure_process,
+    forget_split_of,
     input_artefact,
     load_job_corpus,
     load_job_features,
     load_model,
     relative_path,
-    split_of,
 )
 
 
@@ -81,9 +81,9 @@ def run_ensemble(job: Job) -> StageResult:
     configure_process(job)
     start = time.perf_counter()
     corpus = load_job_corpus(job)
-    split = split_of(job, corpus)
+    forget_split = forget_split_of(job, corpus)
     features, _ = load_job_features(job, corpus, job.config["model"])
-    forget = ArrayData(features, corpus.labels, split.forget_indices(corpus))
+    forget = ArrayData(features, corpus.labels, forget_split.forget_indices(corpus))
     row = ensemble_row(job, view_labels(forget), forget)
     seconds = time.perf_counter() - start
     with atomic_directory(job.folder) as folder:

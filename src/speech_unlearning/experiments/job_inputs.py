@@ -16,7 +16,7 @@ import numpy as np
 from .executors import Job
 
 CORPUS_FILE = "corpus.json"
-SPLIT_FILE = "split.json"
+FORGET_SPLIT_FILE = "split.json"
 MODEL_FOLDER = "model"
 SUMMARY_FILE = "summary.json"
 # Classes that are not a keyword anyone would ask to retire: never drawn as class-unlearning targets.
@@ -101,7 +101,7 @@ def _eligible_speakers(corpus) -> list[str]:
     return sorted(speakers[counts >= np.median(counts)].tolist())
 
 
-def draw_split(corpus, spec: Mapping[str, Any]):
+def draw_forget_split(corpus, spec: Mapping[str, Any]):
     """The forget split described by a plan split spec, drawn deterministically from its seed."""
     from ..data.splits import class_split, sample_split, speaker_split
 
@@ -133,7 +133,7 @@ def input_artefact(job: Job, key: str, name: str) -> str:
     return artefacts[name]
 
 
-def split_of(job: Job, corpus):
-    from ..data.splits import load_split
+def forget_split_of(job: Job, corpus):
+    from ..data.splits import load_forget_split
 
-    return load_split(input_artefact(job, job.config["retrain"], "split"), corpus)
+    return load_forget_split(input_artefact(job, job.config["retrain"], "split"), corpus)

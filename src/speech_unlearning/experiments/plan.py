@@ -84,7 +84,7 @@ class Run:
                 parts.append(f"{name}={config[name]}")
         split = config.get("split")
         if split:
-            parts.append(describe_split(split))
+            parts.append(describe_forget_split(split))
         if "method" in config:
             parts.append(config["method"])
         if "point" in config:
@@ -92,7 +92,7 @@ class Run:
         return " ".join(str(p) for p in parts if p != "")
 
 
-def describe_split(split: dict[str, Any]) -> str:
+def describe_forget_split(split: dict[str, Any]) -> str:
     """"sample 5%", "class x1", "speaker x1", with "(validation)" for tuning splits."""
     if split["scenario"] == "sample":
         text = f"sample {split['ratio'] * 100:g}%"
@@ -263,7 +263,7 @@ def _model_options(config: BenchConfig, model: str) -> dict[str, Any]:
     return options
 
 
-def _test_splits(config: BenchConfig, task: str, seed: int) -> list[dict[str, Any]]:
+def _test_forget_splits(config: BenchConfig, task: str, seed: int) -> list[dict[str, Any]]:
     """The test forget splits of one seed: one per ratio for sample, one per other scenario."""
     splits = []
     for scenario in config.scenarios_for(task):
@@ -275,7 +275,7 @@ def _test_splits(config: BenchConfig, task: str, seed: int) -> list[dict[str, An
     return splits
 
 
-def _validation_split(config: BenchConfig, scenario: str, seed: int) -> dict[str, Any]:
+def _validation_forget_split(config: BenchConfig, scenario: str, seed: int) -> dict[str, Any]:
     """The forget split that tuning selects on, drawn with an offset seed (never a test split)."""
     draw = seed + VALIDATION_SEED_OFFSET
     if scenario == "sample":
@@ -328,7 +328,7 @@ class _PlanBuilder:
             for seed in config.seeds:
                 original = self.add("original", {**base, "seed": seed, "train": _train_settings(config)}, [corpus.key])
                 groups = self.build_tuning(base, corpus, original) if config.tune and seed == config.seeds[0] else {}
-                for split in _test_splits(config, task, seed):
+                for split in _test_forget_splits(config, task, seed):
                     self.build_cell(base, corpus, original, split, groups.get(split["scenario"], {}))
 
     def build_cell(self, base: dict, corpus: Run, original: Run, split: dict, groups: dict[str, TuneGroup]) -> None:
@@ -406,7 +406,7 @@ class _PlanBuilder:
         groups: dict[str, dict[str, TuneGroup]] = {}
         seed = original.config["seed"]
         for scenario in self.config.scenarios_for(base["task"]):
-            split = _validation_split(self.config, scenario, seed)
+            split = _validation_forget_split(self.config, scenario, seed)
             # Tuning compares with a Retrain made the way the reported cells' are (own seed).
             retrain = self.retrain(base, corpus, seed, split)
             for method in self.methods:

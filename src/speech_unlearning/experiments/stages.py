@@ -33,17 +33,17 @@ from .ensembles import run_ensemble
 from .executors import Job, StageResult
 from .job_inputs import (
     CORPUS_FILE,
+    FORGET_SPLIT_FILE,
     MODEL_FOLDER,
-    SPLIT_FILE,
     SUMMARY_FILE,
     configure_process,
-    draw_split,
+    draw_forget_split,
+    forget_split_of,
     input_artefact,
     load_job_corpus,
     load_job_features,
     load_model,
     relative_path,
-    split_of,
     train_config_for,
 )
 
@@ -81,9 +81,9 @@ def run_corpus(job: Job) -> StageResult:
                        seconds=seconds)
 
 
-def _train(job: Job, split=None) -> StageResult:
-    """Original (split None) or Retrain (on Dr of `split`): train, save checkpoint (+ split)."""
-    from ..data.splits import save_split
+def _train(job: Job, forget_split=None) -> StageResult:
+    """Original (forget_split None) or Retrain (on Dr of `forget_split`): train, save checkpoint (+ split)."""
+    from ..data.splits import save_forget_split
     from ..models.checkpoint import save_checkpoint
     from ..training.recipes import checkpoint_metadata, train_original
     from ..training.trainer import step_matched_epochs
@@ -91,7 +91,7 @@ def _train(job: Job, split=None) -> StageResult:
     configure_process(job)
     corpus = load_job_corpus(job)
     config = train_config_for(job)
-    train_rows = None if split is None else split.retain_indices(corpus)
+    train_rows = None if forget_split is None else forget_split.retain_indices(corpus)
     if train_rows is not None and job.config["train"].get("match") == "steps":
         epochs = step_matched_epochs(config.epochs, len(corpus.indices("train")), len(train_rows), config.batch_size)
         config = dataclasses.replace(config, epochs=epochs)
@@ -100,19 +100,19 @@ def _train(job: Job, split=None) -> StageResult:
         progress=False, model_options=job.config.get("model_options") or {},
     )
     _, spec = load_job_features(job, corpus, job.config["model"])
-    metadata = checkpoint_metadata(corpus, spec, model, config, metrics, split=split,
+    metadata = checkpoint_metadata(corpus, spec, model, config, metrics, split=forget_split,
                                    corpus_spec=job.config["corpus"], train_result=result)
     artefacts = {"checkpoint": MODEL_FOLDER}
     with atomic_directory(job.folder) as folder:
         save_checkpoint(folder / MODEL_FOLDER, model.cpu(), metadata)
-        if split is not None:
-            save_split(split, folder / SPLIT_FILE)
-            artefacts["split"] = SPLIT_FILE
+        if forget_split is not None:
+            save_forget_split(forget_split, folder / FORGET_SPLIT_FILE)
+            artefacts["split"] = FORGET_SPLIT_FILE
     metrics = {**metrics, "train_seed": int(config.seed), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                "budget_exhausted": result.budget_exhausted}
-    if split is not None:
-        metrics["n_forget"] = int(len(split.forget_ids))
-        metrics["forget"] = dict(split.params)
+    if forget_split is not None:
+        metrics["n_forget"] = int(len(forget_split.forget_ids))
+        metrics["forget"] = dict(forget_split.params)
     paths = {name: relative_path(job, Path(job.folder) / rel) for name, rel in artefacts.items()}
     return StageResult(metrics=metrics, artefacts=paths, seconds=float(result.seconds))
 
@@ -125,22 +125,22 @@ def run_original(job: Job) -> StageResult:
 def run_retrain(job: Job) -> StageResult:
     """Draw the split and train the Retrain reference on its retain set; its wall time is the budget."""
     corpus = load_job_corpus(job)
-    return _train(job, draw_split(corpus, job.config["split"]))
+    return _train(job, draw_forget_split(corpus, job.config["split"]))
 
 
-def _unlearn(job: Job, corpus, split, overrides: Mapping[str, Any]):
+def _unlearn(job: Job, corpus, forget_split, overrides: Mapping[str, Any]):
     """Apply the run's method to the original model through `forgetting.apply`; returns
     (Applied, original metadata)."""
     from ..forgetting.apply import MethodSpec
-    from ..forgetting.deletion import unlearn_benchmark_split
+    from ..forgetting.deletion import unlearn_benchmark_forget_split
     from .plan import load_methods
 
     load_methods()
     original, metadata = load_model(input_artefact(job, job.config["original"], "checkpoint"),
                                       job.extra.get("device"))
     features, _ = load_job_features(job, corpus, job.config["model"])
-    applied = unlearn_benchmark_split(
-        original, metadata, corpus, features, split, MethodSpec.parse(job.config["method"], dict(overrides)),
+    applied = unlearn_benchmark_forget_split(
+        original, metadata, corpus, features, forget_split, MethodSpec.parse(job.config["method"], dict(overrides)),
         seed=int(job.config.get("unlearn_seed", job.config["seed"])),
         budget_seconds=job.extra.get("budget_seconds"), budget_steps=job.extra.get("budget_steps"),
     )  # fmt: skip
@@ -154,16 +154,16 @@ def run_unlearn(job: Job) -> StageResult:
 
     configure_process(job)
     corpus = load_job_corpus(job)
-    split = split_of(job, corpus)
+    forget_split = forget_split_of(job, corpus)
     hyper = job.config.get("hyper", {})
     # A tuned run takes the hyper-parameters the driver chose on the validation split.
     overrides = job.extra["overrides"] if "tuned" in hyper else hyper.get("overrides", {})
-    applied, metadata = _unlearn(job, corpus, split, overrides)
+    applied, metadata = _unlearn(job, corpus, forget_split, overrides)
     result = applied.result
     summary = {**result.to_metadata(), "budget_seconds": job.extra.get("budget_seconds")}
     if job.extra.get("budget_steps") is not None:
         summary["budget_steps"] = job.extra["budget_steps"]
-    metadata = benchmark_metadata(metadata, corpus, split, applied, metadata.get("weights_sha256"))
+    metadata = benchmark_metadata(metadata, corpus, forget_split, applied, metadata.get("weights_sha256"))
     with atomic_directory(job.folder) as folder:
         save_checkpoint(folder / MODEL_FOLDER, result.model.cpu(), metadata)
         atomic_write_json(folder / SUMMARY_FILE, {**summary, "log": result.log})
@@ -214,7 +214,7 @@ def run_evaluate(job: Job) -> StageResult:
 
     configure_process(job)
     corpus = load_job_corpus(job)
-    split = split_of(job, corpus)
+    forget_split = forget_split_of(job, corpus)
     features, _ = load_job_features(job, corpus, job.config["model"])
     device = job.extra.get("device")
     subject = job.config["subject"]
@@ -224,7 +224,7 @@ def run_evaluate(job: Job) -> StageResult:
     common = dict(metrics=names, seed=int(job.config["seed"]), progress=False, retrain_seconds=retrain_seconds)
     start = time.perf_counter()
     if subject == job.config["retrain"]:
-        report = evaluate_unlearning(model, features, corpus, split, unlearn_seconds=retrain_seconds, **common)
+        report = evaluate_unlearning(model, features, corpus, forget_split, unlearn_seconds=retrain_seconds, **common)
         report["gap_to_retrain"] = gap_to_retrain(report["models"]["unlearned"], report["models"]["unlearned"])
     else:
         reference, _ = load_model(input_artefact(job, job.config["retrain"], "checkpoint"), device)
@@ -233,7 +233,7 @@ def run_evaluate(job: Job) -> StageResult:
         # A Retrain replica's time is its training time, like the first Retrain's; the Original has none.
         stage = job.input(subject)["stage"]
         unlearn_seconds = job.input(subject)["seconds"] if stage in ("unlearn", "retrain") else None
-        report = evaluate_unlearning(model, features, corpus, split, reference=reference, cache=cache,
+        report = evaluate_unlearning(model, features, corpus, forget_split, reference=reference, cache=cache,
                                      unlearn_seconds=unlearn_seconds, **common)
         if stage == "unlearn":
             report["no_op"] = _unchanged(model, job, device)
@@ -249,14 +249,14 @@ def run_evaluate(job: Job) -> StageResult:
 class ValidationAsTest:
     """A split whose "test" set is the corpus's validation set: tuning never looks at Dtest."""
 
-    def __init__(self, split):
-        self._split = split
+    def __init__(self, forget_split):
+        self._forget_split = forget_split
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._split, name)
+        return getattr(self._forget_split, name)
 
     def test_indices(self, corpus) -> np.ndarray:
-        return self._split.validation_indices(corpus)
+        return self._forget_split.validation_indices(corpus)
 
 
 def scaled_overrides(method: str, base: Mapping[str, Any], point: Mapping[str, float]) -> dict[str, Any]:
@@ -283,13 +283,13 @@ def run_tune(job: Job) -> StageResult:
     configure_process(job)
     load_methods()
     corpus = load_job_corpus(job)
-    split = split_of(job, corpus)
+    forget_split = forget_split_of(job, corpus)
     overrides = scaled_overrides(job.config["method"], job.config.get("overrides", {}), job.config["point"])
-    applied, _ = _unlearn(job, corpus, split, overrides)
+    applied, _ = _unlearn(job, corpus, forget_split, overrides)
     result = applied.result
     features, _ = load_job_features(job, corpus, job.config["model"])
     reference, _ = load_model(input_artefact(job, job.config["retrain"], "checkpoint"), job.extra.get("device"))
-    report = evaluate_unlearning(result.model, features, corpus, ValidationAsTest(split), reference=reference,
+    report = evaluate_unlearning(result.model, features, corpus, ValidationAsTest(forget_split), reference=reference,
                                  metrics=TUNE_METRICS, seed=int(job.config["seed"]), progress=False)
     gap = report["gap_to_retrain"] or {}
     summary = {"avg_gap": gap.get("avg_gap_pp"), "gaps_pp": gap.get("gaps_pp", {}), "overrides": overrides,

@@ -37,7 +37,7 @@ from .output import check_output, check_writable
 from .request import DeletionRequest, Resolution, SplitRequest, resolve_request
 from .verify import verify_request
 
-SPLIT_FILE = "split.json"
+FORGET_SPLIT_FILE = "split.json"
 EXIT_PASS, EXIT_FAILED, EXIT_BAD_REQUEST, EXIT_IO = 0, 1, 2, 3
 
 
@@ -188,7 +188,7 @@ def forget_metadata(options: ForgetOptions, prepared: Prepared, outcome: ForgetO
 def write_forget_outputs(options: ForgetOptions, prepared: Prepared, outcome: ForgetOutcome) -> bool:
     """Build --out atomically: the checkpoint (on pass or with keep_failed) and, always, the audit.
     Returns whether the checkpoint was written."""
-    from ..data.splits import save_split
+    from ..data.splits import save_forget_split
     from ..io import atomic_directory
     from ..models.checkpoint import save_checkpoint
 
@@ -197,7 +197,7 @@ def write_forget_outputs(options: ForgetOptions, prepared: Prepared, outcome: Fo
     with atomic_directory(options.out) as building:
         if keep:
             save_checkpoint(building, outcome.applied.result.model.cpu(), forget_metadata(options, prepared, outcome))
-            save_split(merge_splits(corpus, prepared.resolution.splits(corpus)), building / SPLIT_FILE)
+            save_forget_split(merge_splits(corpus, prepared.resolution.splits(corpus)), building / FORGET_SPLIT_FILE)
             outcome.after = {"path": str(options.out.resolve()), "weights_sha256": weights_sha256(building)}
         write_audit(building, build_audit(options, prepared, outcome))
     return keep
@@ -330,7 +330,7 @@ def subset_accuracies(model, subject: Subject, forget: np.ndarray, retain: np.nd
 
 
 def _write_unlearn(options: UnlearnOptions, outcome: UnlearnOutcome) -> None:
-    from ..data.splits import save_split
+    from ..data.splits import save_forget_split
     from ..io import atomic_directory
     from ..models.checkpoint import jsonable, save_checkpoint
 
@@ -350,14 +350,14 @@ def _write_unlearn(options: UnlearnOptions, outcome: UnlearnOutcome) -> None:
                     metrics={f"{name}_accuracy": value for name, value in outcome.accuracy_after.items()})
     with atomic_directory(options.out) as building:
         save_checkpoint(building, result.model.cpu(), jsonable(metadata))
-        save_split(outcome.split, building / SPLIT_FILE)
+        save_forget_split(outcome.split, building / FORGET_SPLIT_FILE)
 
 
 # ---------------------------------------------------------------------------------------------
 # the benchmark's unlearn stage
 
 
-def unlearn_benchmark_split(model, metadata: Mapping[str, Any], corpus, features, split, method: MethodSpec, seed: int,
+def unlearn_benchmark_forget_split(model, metadata: Mapping[str, Any], corpus, features, split, method: MethodSpec, seed: int,
                 budget_seconds: float | None = None, budget_steps: int | None = None) -> Applied:
     """A benchmark split applied to an Original: its own retain set (minus anything the checkpoint's
     history forgot), the Original's recipe, the budget the grid derived from Retrain."""

@@ -433,7 +433,7 @@ class SplitRequest:
 
     def resolve(self, corpus: Corpus, seed: int) -> UnlearningSplit:
         """The split this request asks for (the ratio's draw is seeded by `seed`)."""
-        from ..data.splits import class_split, load_split, sample_split, speaker_split
+        from ..data.splits import class_split, load_forget_split, sample_split, speaker_split
 
         if self.kind == "ratio":
             return sample_split(corpus, self.ratio, seed)
@@ -444,4 +444,4 @@ class SplitRequest:
             return class_split(corpus, list(self.names))
         if self.kind == "speakers":
             return speaker_split(corpus, list(self.names))
-        return load_split(self.path, corpus)
+        return load_forget_split(self.path, corpus)

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..plan import describe_split
+from ..plan import describe_forget_split
 from ..store import ResultStore
 from .layout import SCENARIO_TITLES, TASK_TITLES, Column, display_name, method_order, scenario_grouped_table, value_at
 from .rows import Cell, RunLookup, variant_label
@@ -131,7 +131,7 @@ def collect_ensembles(store: ResultStore) -> list[EnsembleEntry]:
         first = (config.get("subjects") or [None])[0]
         entries.append(EnsembleEntry(
             task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
-            scenario=config["split"]["scenario"], split=describe_split(config["split"]),
+            scenario=config["split"]["scenario"], split=describe_forget_split(config["split"]),
             method=variant_label(config["method"], lookup.overrides.get(first, {})),
             retrain_match=lookup.retrain_kind_of(record), row=record.metrics or {},
         ))

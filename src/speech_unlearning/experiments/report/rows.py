@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from ...evaluation.gap import gap_of_means
-from ..plan import describe_split
+from ..plan import describe_forget_split
 from ..store import ResultStore, RunRecord
 from .layout import COLUMN_BY_KEY, COLUMNS, GAP_OF_MEANS, SCENARIO_TITLES, TASK_TITLES, method_order, value_at
 
@@ -183,7 +183,7 @@ def eval_row(record: RunRecord, retrain_match: str = "epochs", overrides: Mappin
     return EvalRow(
         task=config["task"], corpus=config["corpus"], model=config["model"], seed=int(config["seed"]),
         scenario=split["scenario"], ratio=split.get("ratio"), method=variant_label(config["method"], overrides),
-        values=values, split=describe_split(split), metrics=metrics.get("metrics") or {}, retrain_match=retrain_match,
+        values=values, split=describe_forget_split(split), metrics=metrics.get("metrics") or {}, retrain_match=retrain_match,
         replica=config["method"] == "retrain" and config.get("subject", config.get("retrain")) != config.get("retrain"),
         no_op=metrics.get("no_op"), schedule=schedule,
     )
