@@ -12,22 +12,19 @@ the row of `evaluation.retrain_ensemble` (scores, spread, flags, verdict).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..io import atomic_directory, atomic_write_json
 from .executors import Job, StageResult
 from .job_inputs import (
-    SUMMARY_FILE,
     configure_process,
     forget_split_of,
     input_artefact,
     load_job_corpus,
     load_job_features,
     load_model,
-    relative_path,
+    summary_result,
 )
 
 
@@ -85,8 +82,4 @@ def run_ensemble(job: Job) -> StageResult:
     features, _ = load_job_features(job, corpus, job.config["model"])
     forget = ArrayData(features, corpus.labels, forget_split.forget_indices(corpus))
     row = ensemble_row(job, view_labels(forget), forget)
-    seconds = time.perf_counter() - start
-    with atomic_directory(job.folder) as folder:
-        atomic_write_json(folder / SUMMARY_FILE, row)
-    return StageResult(metrics=row, artefacts={"summary": relative_path(job, Path(job.folder) / SUMMARY_FILE)},
-                       seconds=seconds)
+    return summary_result(job, row, time.perf_counter() - start)

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .executors import Job
+from ..io import atomic_directory, atomic_write_json
+from .executors import Job, StageResult
 
 CORPUS_FILE = "corpus.json"
 FORGET_SPLIT_FILE = "split.json"
@@ -30,6 +31,15 @@ _FEATURES: dict[tuple, tuple[np.ndarray, Any]] = {}
 
 def relative_path(job: Job, path: Path) -> str:
     return str(Path(path).resolve().relative_to(Path(job.run_dir).resolve()))
+
+
+def summary_result(job: Job, summary: dict[str, Any], seconds: float) -> StageResult:
+    """Write `summary` as the run's only artefact, summary.json (atomically), and return it as the
+    run's result (the stages that produce no model: tune, ensemble)."""
+    with atomic_directory(job.folder) as folder:
+        atomic_write_json(folder / SUMMARY_FILE, summary)
+    return StageResult(metrics=summary, artefacts={"summary": relative_path(job, Path(job.folder) / SUMMARY_FILE)},
+                       seconds=seconds)
 
 
 def configure_process(job: Job) -> None:

@@ -44,6 +44,7 @@ from .job_inputs import (
     load_job_features,
     load_model,
     relative_path,
+    summary_result,
     train_config_for,
 )
 
@@ -295,10 +296,7 @@ def run_tune(job: Job) -> StageResult:
     summary = {"avg_gap": gap.get("avg_gap_pp"), "gaps_pp": gap.get("gaps_pp", {}), "overrides": overrides,
                "unlearn_seconds": result.seconds, "budget_exhausted": result.budget_exhausted,
                "test_stand_in": "validation"}
-    with atomic_directory(job.folder) as folder:
-        atomic_write_json(folder / SUMMARY_FILE, summary)
-    return StageResult(metrics=summary, artefacts={"summary": relative_path(job, Path(job.folder) / SUMMARY_FILE)},
-                       seconds=float(result.seconds))
+    return summary_result(job, summary, float(result.seconds))
 
 
 STAGE_FUNCTIONS = {
