@@ -217,7 +217,7 @@ def test_real_stages_end_to_end_on_a_tiny_embedded_grid(tmp_path, cache_dir, emb
 
     config = small_config(tasks=("sid",), methods=("gradascent",), scenarios=("sample",), epochs=1,
                           max_train_seconds=3.0, unlearn_cap_seconds=1.0, relearn_attack=False,
-                          representation_probe=False)
+                          representation_probe=False, tune=True, tune_lr_scales=(1.0,), tune_epoch_scales=(1.0,))
     plan = build_plan(config)
     summary = run_grid(plan, tmp_path, cache_dir=cache_dir, extra={"device": "cpu"}, progress=False)
     with ResultStore.in_folder(tmp_path) as store:
@@ -227,6 +227,9 @@ def test_real_stages_end_to_end_on_a_tiny_embedded_grid(tmp_path, cache_dir, emb
         retrain = store.get(plan.stage_runs("retrain")[0].key)
         original = store.get(plan.stage_runs("original")[0].key)
         (unlearn,) = [store.get(r.key) for r in plan.stage_runs("unlearn")]
+        (tune,) = [store.get(r.key) for r in plan.stage_runs("tune")]
+    # The tuning run says whether it changed the model, so a method choice can leave no-ops out.
+    assert tune.metrics["no_op"] is False and tune.metrics["test_stand_in"] == "validation"
     # The Retrain trained with a seed of its own (initialisation and order), not the Original's.
     assert retrain.metrics["train_seed"] != original.metrics["train_seed"]
     assert set(evaluations) == {"original", "retrain", "gradascent"}

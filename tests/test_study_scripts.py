@@ -14,9 +14,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = PROJECT_ROOT / "benchmarks"
 
 
-def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+def run_script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True,
-                          timeout=120, cwd=PROJECT_ROOT)
+                          timeout=timeout, cwd=PROJECT_ROOT)
 
 
 @pytest.mark.parametrize(
@@ -152,3 +152,53 @@ def test_the_targets_check_keeps_runs_against_a_step_matched_retrain_apart(targe
             settings.append(targets_script.setting_of(store.get(evaluation.key), lookup))
             assert targets_script.cell_of(store.get(evaluation.key))[-1] == retrain.key
     assert settings == [("kws", "sample", ""), ("kws", "sample", " against the step-matched Retrain")]
+
+
+# ---------------------------------------------------------------------------------------------
+# verdict_rates.py: how often forget's verdict is right
+
+
+def test_verdict_rates_draws_requests_of_every_kind_in_turn_and_the_same_each_time(fsdd_kws):
+    draw = benchmark_module("verdict_rates").draw_requests
+    requests = draw(fsdd_kws, per_kind=2, files=12, min_items=10, seed=3)
+    assert [r["kind"] for r in requests] == ["speaker", "keyword", "files"] * 2  # a partial run covers each kind
+    assert requests == draw(fsdd_kws, per_kind=2, files=12, min_items=10, seed=3)
+    assert len({r["id"] for r in requests}) == 6
+    training = {u.utt_id for u in fsdd_kws.utterances if u.split == "train"}
+    for request in requests:
+        if request["kind"] == "files":
+            assert len(set(request["items"])) == 12 and set(request["items"]) <= training
+        if request["kind"] == "keyword":
+            assert request["items"][0] in fsdd_kws.label_names
+
+
+def test_verdict_rates_measures_each_request_and_reuses_its_retrains(tmp_path, fsdd_root, cache_dir):
+    """A tiny FSDD keyword model, one request of each kind: the Retrain of a keyword request never
+    saw the keyword, and a second run with --reuse-retrains loads the same Retrain weights."""
+    import json
+
+    from cli_helpers import run_cli
+
+    checkpoint = tmp_path / "original"
+    status, _, stderr = run_cli([
+        "train", "--task", "kws", "--corpus", f"fsdd:{fsdd_root}", "--out", str(checkpoint), "--cache-dir",
+        str(cache_dir), "--model", "kws-resnet", "--model-option", "channels=8", "--model-option", "blocks=1",
+        "--set", "epochs=2", "--set", "batch_size=128", "--set", "lr=0.01", "--no-progress"])  # fmt: skip
+    assert status == 0, stderr
+    common = ["--per-kind", "1", "--files", "10", "--cache-dir", str(cache_dir), "--budget-seconds", "2"]
+    done = run_script("verdict_rates.py", "run", str(checkpoint), str(tmp_path / "first"), *common, timeout=900)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "first" / "requests-0.jsonl").read_text().splitlines()]
+    assert [row["kind"] for row in rows] == ["speaker", "keyword", "files"] and rows[2]["n"] == 10
+    report = run_script("verdict_rates.py", "summary", str(tmp_path / "first"), "--cache-dir", str(cache_dir),
+                        timeout=600)
+    assert report.returncode == 0, report.stderr
+    table = {line.split("|")[1].strip(): line.split("|") for line in report.stdout.splitlines() if line.startswith("| ")}
+    assert set(table) >= {"speaker", "keyword", "files"}
+    assert float(table["keyword"][9]) > 0  # the Original recognises the keyword better than its Retrain
+    again = run_script("verdict_rates.py", "run", str(checkpoint), str(tmp_path / "again"), *common,
+                       "--reuse-retrains", str(tmp_path / "first"), timeout=900)
+    assert again.returncode == 0, again.stderr
+    for row in rows:
+        name = f"{row['id']}-retrain.safetensors"
+        assert (tmp_path / "again" / "models" / name).read_bytes() == (tmp_path / "first" / "models" / name).read_bytes()

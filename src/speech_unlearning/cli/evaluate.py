@@ -195,10 +195,10 @@ def load_forget_split_for(path: Path | None, metadata: dict, corpus, checkpoint:
     if path is not None:
         return load_forget_split(path, corpus)
     # Plain, or keyed hashes found again in `corpus`; CorpusError if it does not fit this corpus.
-    split = recorded_split(metadata, corpus, f"split recorded in checkpoint {checkpoint}")
-    if split is None:
+    forget_split = recorded_split(metadata, corpus, f"split recorded in checkpoint {checkpoint}")
+    if forget_split is None:
         raise ValueError(f"checkpoint {checkpoint} records no split; pass --split FILE")
-    return split
+    return forget_split
 
 
 def unlearn_seconds_of(metadata: dict) -> float | None:
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     unlearned = [load(folder, "--checkpoint") for folder in checkpoints]
     retrained = [load(folder, "--reference") for folder in references]
     model, metadata = unlearned[0]
-    split = load_forget_split_for(args.split, metadata, corpus, checkpoints[0])
+    forget_split = load_forget_split_for(args.split, metadata, corpus, checkpoints[0])
     features = load_features(corpus, feature_spec, cache_dir, progress=not args.no_progress)
     original, _ = load(args.original, "--original") if args.original is not None else (None, {})
     reference, reference_metadata = retrained[0] if retrained else (None, {})
@@ -278,11 +278,12 @@ def run(args: argparse.Namespace) -> int:
         retrain_seconds = retrain_seconds_of(reference_metadata)
     common = dict(metrics=metrics, seed=args.seed, progress=not args.no_progress)
     report = evaluate_unlearning(
-        model, features, corpus, split, original=original, reference=reference, unlearn_seconds=unlearn_seconds,
+        model, features, corpus, forget_split, original=original, reference=reference, unlearn_seconds=unlearn_seconds,
         retrain_seconds=retrain_seconds, **common,
     )
     if len(unlearned) > 1 or len(retrained) > 1:
-        report["ensemble"] = _ensemble_section(report, unlearned, retrained, original, features, corpus, split, common)
+        report["ensemble"] = _ensemble_section(report, unlearned, retrained, original, features, corpus, forget_split,
+                                               common)
     json_path, md_path = write_report(args.out or default_output(checkpoints[0]), report)
     print(format_summary(report))
     if "ensemble" in report:
@@ -291,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ensemble_section(report: dict, unlearned: list, retrained: list, original, features, corpus, split,
+def _ensemble_section(report: dict, unlearned: list, retrained: list, original, features, corpus, forget_split,
                       common: dict) -> dict:
     """Every other model scored with the same metrics (no reference: only its own table is used),
     then the ensemble rows."""
@@ -299,11 +300,11 @@ def _ensemble_section(report: dict, unlearned: list, retrained: list, original, 
     from ..training.data import ArrayData
 
     def table(model) -> dict:
-        return evaluate_unlearning(model, features, corpus, split, **common)["models"]["unlearned"]
+        return evaluate_unlearning(model, features, corpus, forget_split, **common)["models"]["unlearned"]
 
     tables = [report["models"]["unlearned"]] + [table(model) for model, _ in unlearned[1:]]
     reference_tables = ([report["models"]["retrained"]] if retrained else []) + [table(m) for m, _ in retrained[1:]]
-    forget = ArrayData(features, corpus.labels, split.forget_indices(corpus))
+    forget = ArrayData(features, corpus.labels, forget_split.forget_indices(corpus))
     rows = ensemble_rows([m for m, _ in unlearned], [m for m, _ in retrained], original, tables, reference_tables,
                          report["models"].get("original"), forget, _method_name(unlearned[0][1]))
     return {"rows": rows, "n_unlearned": len(unlearned), "n_retrains": len(retrained)}

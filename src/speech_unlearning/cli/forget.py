@@ -10,19 +10,23 @@ kind, class and speaker); unknown ids, recordings outside the training set, path
 corpus root, an empty request and a whole-dataset request are refused (exit 2) before anything
 is written; --dry-run stops here. (2) Unlearn them with the chosen method within the time
 budget (default: 10 % of the Original's recorded training time). (3) Verify against acceptance
-thresholds. (4) Write --out: the new checkpoint and split.json (only on pass, or with
---keep-failed, marked as failed) and the audit report audit.json / audit.md (always). The
+thresholds. (4) Write --out: the new checkpoint and split.json (only on pass or
+nothing-to-forget, or with --keep-failed, marked as failed) and the audit report audit.json / audit.md (always). The
 --checkpoint folder is only read, never modified; --out must be new or empty (or --overwrite),
 writable and with room for the checkpoint, which is checked before any compute.
 
-Exit codes: 0 pass; 1 verification failed, or a no-op (the weights did not change: never a
-pass); 2 bad request or argument (nothing written); 3 I/O or internal error.
+Verdicts and exit codes: pass (0); nothing-to-forget (0: the weights changed and every check
+passed, but the model before unlearning already met every check too, so the checks cannot show
+forgetting); fail (1); no-op (1: the weights did not change, never a pass); a bad request or
+argument exits 2 (nothing written), an I/O or internal error 3.
 
 Verification (--threshold KEY=VALUE; points are percentage points): the accuracy on the forgotten
 items must be near its target (forget_tolerance_pp): chance (1 / classes; lower passes) for a
 keyword, or a speaker in speaker ID; for recordings whose labels stay in use (files, a speaker in
 kws) the model's accuracy before unlearning on unseen speakers, since a retrained model still
 recognises their keywords. The loss membership attack must be near 0.5 (mia_tolerance_pp).
+Each forgetting tolerance widens by noise_z standard errors of a rate measured on the check's
+number of recordings (15 recordings cannot tell 60 % from 50 %).
 Dtest accuracy on the classes still served may drop by at most max_test_drop_pp, the remaining
 classes' mean accuracy and the other speakers' accuracy by at most max_remaining_drop_pp. With
 --verify-retrain, a model retrained on the retain set gives the forgetting targets instead; with
@@ -40,13 +44,16 @@ checked again, against the thresholds they were accepted with.
 --method auto: runs the method the benchmark found best for the request's scenario (files ->
 sample, keyword -> class, speaker -> speaker in kws / class in sid; a mix: the first of class,
 speaker, sample) and the checkpoint's task:
-the lowest mean Avg. Gap to Retrain among methods no slower than Retrain. By default from the
-table shipped in speech_unlearning/forgetting/method_choice.json (its "provenance" says which
-benchmark it came from); with --auto-from RUN_DIR, from the tuning runs of your own
-`speech-unlearn bench --tune` results (RUN_DIR/runs.sqlite: validation forget splits, never the
-reported test figures), preferring runs of the checkpoint's backbone; the chosen configuration's
-tuned settings come with it. --auto-from RUN_DIR --export-choice FILE writes such a table (the
-shipped file's format) and exits.
+the lowest mean Avg. Gap to Retrain on validation forget splits, among configurations that fit
+the budget and changed the model. By default from the table shipped in
+speech_unlearning/forgetting/method_choice.json (its "provenance" says which benchmark it came
+from; built for the default budget, 10 % of the training time); with --auto-from RUN_DIR, from
+the tuning runs of your own `speech-unlearn bench --tune` results (RUN_DIR/runs.sqlite:
+validation forget splits, never the reported test figures), among configurations whose tuning
+time was within this request's budget (--budget-seconds over the recorded training time, else
+10 %), preferring runs of the checkpoint's backbone; the chosen configuration's tuned settings
+come with it. --auto-from RUN_DIR --export-choice FILE writes such a table (the shipped file's
+format; --max-time-ratio, default 0.1) and exits.
 """
 
 from __future__ import annotations
@@ -130,6 +137,11 @@ def add_method_options(group) -> None:
     group.add_argument(
         "--export-choice", type=Path, metavar="FILE",
         help="with --auto-from: write the method-choice table (method_choice.json format) to FILE and exit",
+    )  # fmt: skip
+    group.add_argument(
+        "--max-time-ratio", type=float, metavar="R",
+        help="with --export-choice: keep configurations whose tuning time was at most R x Retrain's (default: "
+             "0.1, forget's default budget); when applying, --auto-from keeps those within the request's budget",
     )  # fmt: skip
     group.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -242,8 +254,18 @@ def choice_table(args: argparse.Namespace):
     from ..experiments.choice_table import choice_table_from_runs
     from ..models.checkpoint import read_metadata
 
-    model = (read_metadata(args.checkpoint).get("model") or {}).get("name")
-    return choice_table_from_runs(args.auto_from, model=model), f"benchmark runs {args.auto_from}"
+    from ..forgetting.history import budget_share
+
+    metadata = read_metadata(args.checkpoint)
+    model = (metadata.get("model") or {}).get("name")
+    # A configuration that needed more of Retrain's time in tuning than the request's budget allows
+    # would be cut short; the tuning Retrain stands in for the checkpoint's recorded training time.
+    share = budget_share(metadata, args.budget_seconds)
+    table = choice_table_from_runs(args.auto_from, model=model,
+                                   **({"max_time_ratio": share} if share is not None else {}))
+    if share is not None:
+        return table, f"benchmark runs {args.auto_from} (within the budget, {share:.3g} x the training time)"
+    return table, f"benchmark runs {args.auto_from}"
 
 
 # --- printing ---------------------------------------------------------------------------------
@@ -301,7 +323,7 @@ def print_verification(outcome) -> None:
     print(f"unlearning: {result.seconds:.1f} s, budget {budget.to_dict()['seconds']} s ({budget.source}){cut}")
     if not outcome.applied.weights_changed:
         print("the weights did not change: nothing was unlearned")
-    if verification.nothing_to_forget:
+    if verification.nothing_to_forget and verification.verdict != "nothing-to-forget":
         print("the model before unlearning already met every check: nothing measurable to forget")
     print(f"verdict: {verification.verdict}")
 
@@ -329,14 +351,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export_choice(args: argparse.Namespace) -> int:
-    from ..experiments.choice_table import choice_table_from_runs
+    from ..experiments.choice_table import EXPORT_MAX_TIME_RATIO, choice_table_from_runs
     from ..io import atomic_write_json
 
     if args.auto_from is None:
         raise ValueError("--export-choice needs --auto-from RUN_DIR (the benchmark run folder to read)")
-    table = choice_table_from_runs(args.auto_from)
+    ratio = EXPORT_MAX_TIME_RATIO if args.max_time_ratio is None else args.max_time_ratio
+    if not ratio > 0:
+        raise ValueError(f"--max-time-ratio {args.max_time_ratio}: must be positive")
+    table = choice_table_from_runs(args.auto_from, max_time_ratio=ratio)
     if not table["choices"]:
-        raise ValueError(f"--auto-from {args.auto_from}: no finished tuning run of an unlearning method to choose from")
+        raise ValueError(f"--auto-from {args.auto_from}: no finished tuning run of an unlearning method within "
+                         f"{ratio:g} x Retrain's time that changed the model (try a larger --max-time-ratio)")
     atomic_write_json(args.export_choice, table)
     for task, scenarios in table["choices"].items():
         for scenario, entry in scenarios.items():

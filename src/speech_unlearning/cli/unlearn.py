@@ -106,15 +106,15 @@ def options_from_args(args: argparse.Namespace):
 
 
 def split_request(args: argparse.Namespace):
-    from ..forgetting.request import SplitRequest
+    from ..forgetting.request import UnlearnRequest
 
     if args.forget_ratio is not None:
-        return SplitRequest("ratio", ratio=args.forget_ratio)
+        return UnlearnRequest("ratio", ratio=args.forget_ratio)
     if args.forget_class:
-        return SplitRequest("classes", names=tuple(args.forget_class))
+        return UnlearnRequest("classes", names=tuple(args.forget_class))
     if args.forget_speaker:
-        return SplitRequest("speakers", names=tuple(args.forget_speaker))
-    return SplitRequest("split_file", path=args.forget_split)
+        return UnlearnRequest("speakers", names=tuple(args.forget_speaker))
+    return UnlearnRequest("split_file", path=args.forget_split)
 
 
 def budget_from_arg(text: str) -> tuple[float | None, bool]:

@@ -77,7 +77,7 @@ class EvalContext:
 
     features: np.ndarray  # (N, ...) aligned with corpus.utterances
     corpus: Corpus
-    split: object  # data.splits.UnlearningSplit
+    forget_split: object  # data.splits.UnlearningSplit
     models: dict[str, nn.Module]  # role -> model; "unlearned" is always present
     seed: int = 0
     settings: EvalSettings = field(default_factory=EvalSettings)
@@ -90,9 +90,9 @@ class EvalContext:
         """Df ("forget"), Dr ("retain") or Dtest ("test") as an ArrayData over the features."""
         if subset not in self._views:
             indices = {
-                "forget": self.split.forget_indices,
-                "retain": self.split.retain_indices,
-                "test": self.split.test_indices,
+                "forget": self.forget_split.forget_indices,
+                "retain": self.forget_split.retain_indices,
+                "test": self.forget_split.test_indices,
             }[subset](self.corpus)
             self._views[subset] = ArrayData(self.features, self.corpus.labels, indices)
         return self._views[subset]
@@ -128,11 +128,11 @@ class EvalContext:
 
     def forgotten_labels(self) -> list[int]:
         """Label ids of a class split; empty for other kinds."""
-        return list(self.split.forgotten_labels(self.corpus)) if self.split.kind == "class" else []
+        return list(self.forget_split.forgotten_labels(self.corpus)) if self.forget_split.kind == "class" else []
 
     def forgotten_speakers(self) -> list[str]:
         """Speakers of a speaker split; empty for other kinds."""
-        if self.split.kind != "speaker":
+        if self.forget_split.kind != "speaker":
             return []
         return sorted(set(self.corpus.speakers[self.view("forget").indices].tolist()))
 
@@ -154,7 +154,7 @@ class EvalContext:
         class, not membership, and call Df unseen for that reason alone.
         """
         test = self.view("test").indices
-        if self.split.kind == "class":
+        if self.forget_split.kind == "class":
             return ~np.isin(self.corpus.labels[test], self.forgotten_labels()), "test recordings of the remaining classes"
         return np.ones(len(test), dtype=bool), "all test recordings"
 
@@ -242,10 +242,10 @@ def accuracy_metric(context: EvalContext, role: str) -> dict[str, float]:
 def _test_groups(context: EvalContext) -> dict[str, np.ndarray]:
     """Masks over Dtest: forgotten vs remaining classes (class split), the speaker's vs others' (speaker split)."""
     test_rows = context.view("test").indices
-    if context.split.kind == "class":
+    if context.forget_split.kind == "class":
         forgotten = np.isin(context.corpus.labels[test_rows], context.forgotten_labels())
         return {"test_forgotten": forgotten, "test_remaining": ~forgotten}
-    if context.split.kind == "speaker":
+    if context.forget_split.kind == "speaker":
         speaker = np.isin(context.corpus.speakers[test_rows], context.forgotten_speakers())
         return {"test_speaker": speaker, "test_others": ~speaker}
     return {}
@@ -319,8 +319,8 @@ def probe_groups(context: EvalContext) -> tuple[ArrayData, ArrayData, str]:
     Sample / files splits: Df (members) vs Dtest (non-members), i.e. membership in the embeddings.
     """
     forget = context.view("forget")
-    if context.split.kind in ("class", "speaker"):
-        other, description = context.view("retain"), f"forgotten {context.split.kind} (Df) vs retain set (Dr)"
+    if context.forget_split.kind in ("class", "speaker"):
+        other, description = context.view("retain"), f"forgotten {context.forget_split.kind} (Df) vs retain set (Dr)"
     else:
         other, description = context.view("test"), "forget-set members (Df) vs test non-members (Dtest)"
     size = min(len(forget), len(other), context.settings.probe_max_per_group)

@@ -47,7 +47,7 @@ def evaluate_unlearning(
     model: nn.Module,
     features: np.ndarray,
     corpus: Corpus,
-    split,
+    forget_split,
     *,
     original: nn.Module | None = None,
     reference: nn.Module | None = None,
@@ -59,7 +59,7 @@ def evaluate_unlearning(
     settings: EvalSettings | None = None,
     progress: bool = True,
 ) -> dict:
-    """Score `model` (the unlearned model) on `split` of `corpus`; return the report dict.
+    """Score `model` (the unlearned model) on `forget_split` of `corpus`; return the report dict.
 
     `features` (N, ...) are aligned with `corpus.utterances`. `original` (the model before
     unlearning) and `reference` (retrained on Dr with the same split) are scored with the same
@@ -73,7 +73,7 @@ def evaluate_unlearning(
     context = EvalContext(
         features=features,
         corpus=corpus,
-        split=split,
+        forget_split=forget_split,
         models={role: m for role, m in models.items() if m is not None},
         seed=seed,
         settings=settings or EvalSettings(),
@@ -104,17 +104,17 @@ def _run_metrics(
 
 
 def _split_summary(context: EvalContext) -> dict[str, Any]:
-    split = context.split
+    forget_split = context.forget_split
     summary = {
-        "kind": split.kind,
+        "kind": forget_split.kind,
         "n_forget": len(context.view("forget")),
         "n_retain": len(context.view("retain")),
         "n_test": len(context.view("test")),
-        "params": dict(getattr(split, "params", {}) or {}),
+        "params": dict(getattr(forget_split, "params", {}) or {}),
     }
-    if split.kind == "class":
+    if forget_split.kind == "class":
         summary["forgotten_classes"] = [context.corpus.label_names[label] for label in context.forgotten_labels()]
-    if split.kind == "speaker":
+    if forget_split.kind == "speaker":
         summary["forgotten_speakers"] = context.forgotten_speakers()
     return summary
 
@@ -135,9 +135,9 @@ def _notes(context: EvalContext, selected: list[Metric], results: dict, skipped:
     """Sentences that change how the numbers are read."""
     names = {metric.name for metric in selected}
     notes = []
-    if not context.forgotten_labels() and not (context.split.kind == "speaker" and context.corpus.task == "sid"):
+    if not context.forgotten_labels() and not (context.forget_split.kind == "speaker" and context.corpus.task == "sid"):
         notes.append(
-            f"{context.split.kind.capitalize()} unlearning keeps every label: the target Df accuracy is the "
+            f"{context.forget_split.kind.capitalize()} unlearning keeps every label: the target Df accuracy is the "
             "retrained model's Df accuracy (about its test accuracy), not 0; gaps are measured to the retrained model."
         )
     if "retrained" not in context.models:
@@ -271,18 +271,18 @@ def format_summary(report: dict) -> str:
 
 def format_markdown(report: dict) -> str:
     """The readable report: context, the full metric table, directions, Avg. Gap and notes."""
-    split, corpus = report["split"], report["corpus"]
+    forget_split, corpus = report["split"], report["corpus"]
     lines = [
         "# Unlearning evaluation",
         "",
         f"- corpus: `{corpus['name']}` ({corpus['task']}, {corpus['num_classes']} classes, "
         f"fingerprint `{corpus['fingerprint']}`)",
-        f"- split: {split['kind']}; |Df| = {split['n_forget']}, |Dr| = {split['n_retain']}, "
-        f"|Dtest| = {split['n_test']}",
+        f"- split: {forget_split['kind']}; |Df| = {forget_split['n_forget']}, |Dr| = {forget_split['n_retain']}, "
+        f"|Dtest| = {forget_split['n_test']}",
     ]
     for key in ("forgotten_classes", "forgotten_speakers"):
-        if split.get(key):
-            lines.append(f"- {key.replace('_', ' ')}: {', '.join(map(str, split[key]))}")
+        if forget_split.get(key):
+            lines.append(f"- {key.replace('_', ' ')}: {', '.join(map(str, forget_split[key]))}")
     lines += [f"- seed: {report['seed']}; schema version {report['schema_version']}", ""]
     header, *rows = _table(report, headline_only=False)
     lines += ["## Metrics", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

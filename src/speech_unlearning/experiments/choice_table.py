@@ -2,7 +2,9 @@
 
 `choice_table_from_runs` ranks, per (task, scenario), every method configuration the grid's
 tuning tried (`--tune`: each method's lr x epochs points on a *validation* forget split with its
-own Retrain) by its mean Avg. Gap to that Retrain, among those within the time limit, and returns
+own Retrain) by its mean Avg. Gap to that Retrain, among those within the time limit that changed
+the model (a configuration that returned the Original unchanged on a tuning split is a no-op, never
+a choice: `forget` would end in the verdict "no-op"), and returns
 a table in the shipped `forgetting/method_choice.json` format, which
 `forgetting.choice.choose_method` reads. The reported test cells never enter the choice: a
 table built from the figures it is then judged on would favour whichever method was luckiest on
@@ -19,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..forgetting.choice import CHOICE_FORMAT_VERSION, REGENERATE_HINT
 
 DEFAULT_MAX_TIME_RATIO = 1.0  # "within the time limit": no slower than retraining
+EXPORT_MAX_TIME_RATIO = 0.1  # --export-choice: forget's default budget, 10 % of the training time
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -63,13 +66,15 @@ def _candidate_rows(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]
             "overrides": overrides, "variant": variant_label(method, overrides),
             "model": config.get("model"), "corpus": config.get("corpus"), "avg_gap_pp": summary.get("avg_gap"),
             "time_ratio": seconds / reference if seconds is not None and reference else None,
+            "no_op": summary.get("no_op"),  # None: recorded before tuning runs said
         })  # fmt: skip
     return rows, grid
 
 
 def _rank(rows: Sequence[Mapping[str, Any]], max_time_ratio: float) -> dict[str, Any] | None:
     """Per method configuration (`variant`): mean Avg. Gap and time ratio; the best within the time
-    limit, with the overrides it ran with when it had any."""
+    limit among those that never returned the Original unchanged, with the overrides it ran with
+    when it had any."""
     candidates = {}
     for variant in sorted({row["variant"] for row in rows}):
         mine = [row for row in rows if row["variant"] == variant]
@@ -77,9 +82,10 @@ def _rank(rows: Sequence[Mapping[str, Any]], max_time_ratio: float) -> dict[str,
         candidates[variant] = {
             "avg_gap_pp": gap, "time_ratio": ratio, "runs": len(mine),
             "within_time_limit": ratio is None or ratio <= max_time_ratio,
+            "no_op_runs": sum(1 for r in mine if r["no_op"]),
         }  # fmt: skip
     eligible = [(c["avg_gap_pp"], c["time_ratio"] or 0.0, v) for v, c in candidates.items()
-                if c["within_time_limit"] and c["avg_gap_pp"] is not None]
+                if c["within_time_limit"] and not c["no_op_runs"] and c["avg_gap_pp"] is not None]
     if not eligible:
         return None
     gap, _, best = min(eligible)
@@ -98,8 +104,9 @@ def choice_table_from_runs(
 
     For every (task, scenario) with finished tuning runs: the method configuration (a method at
     one tuning point, with its `method_overrides`) with the lowest mean Avg. Gap to the validation
-    split's Retrain among those whose mean time / Retrain time is at most `max_time_ratio`; the
-    chosen configuration's overrides come with it. Runs scored against a step-matched Retrain
+    split's Retrain among those whose mean time / Retrain time is at most `max_time_ratio` and that
+    changed the model on every tuning split; the chosen configuration's overrides come with it.
+    Runs scored against a step-matched Retrain
     count only in a folder that has no other kind. With `model`, only that backbone's runs count
     when the folder has any for the task. NoTuningRuns when the folder has none.
     """
@@ -128,7 +135,8 @@ def choice_table_from_runs(
             "model_filter": model,
             "source": "tuning runs on validation forget splits (the reported test cells are never read)",
             "criterion": "lowest mean Avg. Gap to Retrain (pp) on the validation forget splits, among method "
-            f"configurations whose mean time / Retrain time <= {max_time_ratio:g}",
+            f"configurations whose mean time / Retrain time <= {max_time_ratio:g} and that changed the model on "
+            "every tuning split (no no-ops)",
         },
         "regenerate": REGENERATE_HINT,
         "choices": choices,

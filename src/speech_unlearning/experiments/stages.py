@@ -295,7 +295,7 @@ def run_tune(job: Job) -> StageResult:
     gap = report["gap_to_retrain"] or {}
     summary = {"avg_gap": gap.get("avg_gap_pp"), "gaps_pp": gap.get("gaps_pp", {}), "overrides": overrides,
                "unlearn_seconds": result.seconds, "budget_exhausted": result.budget_exhausted,
-               "test_stand_in": "validation"}
+               "no_op": not applied.weights_changed, "test_stand_in": "validation"}
     return summary_result(job, summary, float(result.seconds))
 
 

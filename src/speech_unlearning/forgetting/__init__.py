@@ -3,7 +3,7 @@
 It sits between `evaluation` (whose metrics it uses) and `experiments` / `cli` (which call it).
 One job per module:
 
-- `request`: what to forget (`DeletionRequest` for `forget`; `SplitRequest` for `unlearn`'s
+- `request`: what to forget (`DeletionRequest` for `forget`; `UnlearnRequest` for `unlearn`'s
   ratio, classes, speakers or split file), resolved to training recordings;
 - `history`: the one history format every tool writes, reading the older ones; earlier
   forgotten recordings; the Original's recipe and the default time budget;

@@ -5,13 +5,15 @@ done), the comparisons of a value with its limit up to `TOLERANCE`, one `Check`,
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 from ..config import from_mapping, require
 
 TOLERANCE = 1e-9  # float noise allowed when a value is compared with its limit
-VERDICTS = ("pass", "fail", "no-op")
+VERDICTS = ("pass", "nothing-to-forget", "fail", "no-op")
+ACCEPTED = ("pass", "nothing-to-forget")  # the request was applied and no check failed
 
 
 @dataclass
@@ -41,6 +43,12 @@ class AcceptanceThresholds:
         metadata={"help": "test recordings of never-seen speakers needed to use them as the unseen-speaker "
                           "target; fewer: all served test recordings"},
     )
+    noise_z: float = field(
+        default=1.96,
+        metadata={"help": "widen each forgetting tolerance by this many standard errors of the value's sampling noise "
+                          "at its sample size (a 15-recording group measures its accuracy to about +-25 pp at 95 %); "
+                          "0: fixed tolerances"},
+    )
     min_check_items: int = field(
         default=10,
         metadata={"help": "recordings a forgetting check needs to mean anything; fewer: 'not enough recordings'"},
@@ -56,6 +64,15 @@ class AcceptanceThresholds:
             require(-100 <= getattr(self, name) <= 100, name, f"must be in [-100, 100], got {getattr(self, name)}")
         require(self.min_unseen_test_rows >= 1, "min_unseen_test_rows", f"must be >= 1, got {self.min_unseen_test_rows}")
         require(self.min_check_items >= 1, "min_check_items", f"must be >= 1, got {self.min_check_items}")
+        require(0 <= self.noise_z <= 10, "noise_z", f"must be in [0, 10], got {self.noise_z}")
+
+    def widened_pp(self, tolerance_pp: float, rate: float | None, n: int) -> float:
+        """`tolerance_pp` plus `noise_z` standard errors, in points, of a rate near `rate` measured on
+        `n` items: a value that close to its target is inside the sampling noise of n recordings."""
+        if n <= 0 or self.noise_z == 0 or rate is None:
+            return tolerance_pp
+        rate = min(max(float(rate), 0.0), 1.0)
+        return tolerance_pp + 100 * self.noise_z * math.sqrt(rate * (1 - rate) / n)
 
 
 def thresholds_from(stored: Mapping[str, Any] | None, default: AcceptanceThresholds) -> AcceptanceThresholds:
@@ -63,8 +80,9 @@ def thresholds_from(stored: Mapping[str, Any] | None, default: AcceptanceThresho
     if not stored:
         return default
     known = {f.name for f in dataclasses.fields(AcceptanceThresholds)}
-    return from_mapping(AcceptanceThresholds, {k: v for k, v in stored.items() if k in known},
-                        where="thresholds recorded in the checkpoint history")
+    # Requests accepted before the noise widening existed were judged with fixed tolerances.
+    values = {"noise_z": 0.0, **{k: v for k, v in stored.items() if k in known}}
+    return from_mapping(AcceptanceThresholds, values, where="thresholds recorded in the checkpoint history")
 
 
 def within(value: float, target: float, tolerance_pp: float) -> bool:
@@ -126,10 +144,19 @@ class Verification:
 
     @property
     def verdict(self) -> str:
-        """"fail" when a check failed; "no-op" when the weights did not change; else "pass"."""
+        """"fail" when a check failed; "no-op" when the weights did not change; "nothing-to-forget"
+        when the model before unlearning already met every check (the checks cannot tell that
+        anything was forgotten, so this is not a pass); else "pass"."""
         if any(check.passed is False for check in self.checks):
             return "fail"
-        return "no-op" if self.weights_changed is False else "pass"
+        if self.weights_changed is False:
+            return "no-op"
+        return "nothing-to-forget" if self.nothing_to_forget else "pass"
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the unlearned model is kept: applied, changed, and no check failed."""
+        return self.verdict in ACCEPTED
 
     @property
     def nothing_to_forget(self) -> bool:

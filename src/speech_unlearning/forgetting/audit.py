@@ -32,6 +32,9 @@ NOT_DONE = (
 )
 VERDICT_TEXT = {
     "pass": "PASS: the request was applied and every check passed.",
+    "nothing-to-forget": "NOTHING MEASURABLE TO FORGET: the request was applied (the weights changed) and every check "
+                         "passed, but the model before unlearning already met every check too, so the checks cannot "
+                         "show that anything was forgotten.",
     "fail": "FAIL: the request was applied but at least one check failed; the model is not accepted.",
     "no-op": "NO-OP: the weights did not change, so nothing was unlearned; this is not a pass.",
 }
@@ -168,8 +171,7 @@ def format_audit_markdown(audit: Mapping[str, Any]) -> str:
     headline = VERDICT_TEXT.get(verdict, verdict)
     if verdict == "fail":
         headline += f" ({len(audit['failed_checks'])} check(s) failed)"
-    if audit.get("nothing_to_forget"):
-        # A pass that the unchanged Original would also have got says little about the unlearning.
+    if audit.get("nothing_to_forget") and verdict != "nothing-to-forget":
         headline += " The model before unlearning already met every check: nothing measurable to forget."
     lines = [
         f"# Deletion request audit: {request['id']}",

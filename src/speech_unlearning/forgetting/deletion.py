@@ -13,14 +13,14 @@ Both commands go through the same steps, so they cannot drift apart again:
 6. write everything inside --out at once: the checkpoint with the one history format
    (`history.history_entry`), split.json, audit.json / audit.md.
 
-Exit codes (documented in the README): 0 pass, 1 verification failed (or a no-op), 2 bad request,
-3 I/O or internal error.
+Exit codes (documented in the README): 0 pass (or nothing measurable to forget), 1 verification
+failed (or a no-op), 2 bad request, 3 I/O or internal error.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,9 +32,9 @@ from .acceptance import AcceptanceThresholds, Verification
 from .apply import Applied, MethodSpec, Subject, apply, unlearn_subject, load_subject
 from .audit import AUDIT_SCHEMA_VERSION, forgotten_item_records, software_versions, write_audit
 from .choice import MethodChoice, choose_method
-from .history import BudgetChoice, history_entry, merge_splits, train_config_of, utc_now, with_entry
+from .history import BudgetChoice, history_entry, merge_forget_splits, train_config_of, utc_now, with_entry
 from .output import check_output, check_writable
-from .request import DeletionRequest, Resolution, SplitRequest, resolve_request
+from .request import DeletionRequest, Resolution, UnlearnRequest, resolve_request
 from .verify import verify_request
 
 FORGET_SPLIT_FILE = "split.json"
@@ -178,7 +178,7 @@ def forget_metadata(options: ForgetOptions, prepared: Prepared, outcome: ForgetO
     metadata["verification"] = {
         "request_id": entry["request_id"],
         "verdict": verification.verdict,
-        "failed_verification": verification.verdict != "pass",
+        "failed_verification": not verification.accepted,
         "failed_checks": [check.name for check in verification.failed],
         "thresholds": to_dict(verification.thresholds),
     }
@@ -192,12 +192,12 @@ def write_forget_outputs(options: ForgetOptions, prepared: Prepared, outcome: Fo
     from ..io import atomic_directory
     from ..models.checkpoint import save_checkpoint
 
-    keep = outcome.verification.verdict == "pass" or options.keep_failed
+    keep = outcome.verification.accepted or options.keep_failed
     corpus = prepared.subject.corpus
     with atomic_directory(options.out) as building:
         if keep:
             save_checkpoint(building, outcome.applied.result.model.cpu(), forget_metadata(options, prepared, outcome))
-            save_forget_split(merge_splits(corpus, prepared.resolution.splits(corpus)), building / FORGET_SPLIT_FILE)
+            save_forget_split(merge_forget_splits(corpus, prepared.resolution.splits(corpus)), building / FORGET_SPLIT_FILE)
             outcome.after = {"path": str(options.out.resolve()), "weights_sha256": weights_sha256(building)}
         write_audit(building, build_audit(options, prepared, outcome))
     return keep
@@ -245,7 +245,7 @@ def build_audit(options: ForgetOptions, prepared: Prepared, outcome: ForgetOutco
 
 
 def exit_code(verification: Verification) -> int:
-    return EXIT_PASS if verification.verdict == "pass" else EXIT_FAILED
+    return EXIT_PASS if verification.accepted else EXIT_FAILED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ class UnlearnOptions:
 
     checkpoint: Path
     out: Path
-    request: SplitRequest
+    request: UnlearnRequest
     method: MethodSpec
     budget_seconds: float | None
     budget_lifted: bool
@@ -275,7 +275,7 @@ def check_unlearn_output(out: Path, checkpoint: Path, overwrite: bool) -> None:
 
 @dataclass
 class UnlearnOutcome:
-    split: Any  # UnlearningSplit of this request (already-forgotten items left out)
+    forget_split: Any  # UnlearningSplit of this request (already-forgotten items left out)
     applied: Applied
     accuracy_before: dict[str, float | None]
     accuracy_after: dict[str, float | None]
@@ -287,41 +287,39 @@ def run_unlearn(options: UnlearnOptions) -> UnlearnOutcome:
     check_writable(options.out, options.checkpoint)
     subject = load_subject(options.checkpoint, None, options.cache_dir, options.allow_other_corpus,
                            options.progress, options.device)  # fmt: skip
-    split = _without_earlier(options.request.resolve(subject.corpus, options.seed), subject)
+    forget_split = _without_earlier(options.request.resolve(subject.corpus, options.seed), subject)
     budget = _budget(subject.metadata, options.budget_seconds, options.budget_lifted)
-    forget = split.forget_indices(subject.corpus)
+    forget = forget_split.forget_indices(subject.corpus)
     applied = unlearn_subject(subject, forget, options.method, budget, options.seed, options.progress)
-    before = subset_accuracies(subject.model, subject, forget, applied.retain, split)
-    after = subset_accuracies(applied.result.model, subject, forget, applied.retain, split)
-    outcome = UnlearnOutcome(split, applied, before, after, subject)
+    before = subset_accuracies(subject.model, subject, forget, applied.retain, forget_split)
+    after = subset_accuracies(applied.result.model, subject, forget, applied.retain, forget_split)
+    outcome = UnlearnOutcome(forget_split, applied, before, after, subject)
     _write_unlearn(options, outcome)
     return outcome
 
 
-def _without_earlier(split, subject: Subject):
-    """`split` minus what earlier requests forgot; ValueError when nothing is left to forget."""
-    from ..data.splits import UnlearningSplit
-
+def _without_earlier(forget_split, subject: Subject):
+    """`forget_split` minus what earlier requests forgot; ValueError when nothing is left to forget."""
     earlier = subject.earlier_ids
-    fresh = tuple(i for i in split.forget_ids if i not in earlier)
+    fresh = tuple(i for i in forget_split.forget_ids if i not in earlier)
     if not fresh:
-        raise ValueError(f"the request's {len(split.forget_ids)} item(s) were all forgotten by earlier requests "
+        raise ValueError(f"the request's {len(forget_split.forget_ids)} item(s) were all forgotten by earlier requests "
                          "recorded in the checkpoint: nothing to unlearn")
-    if len(fresh) == len(split.forget_ids):
-        return split
-    return UnlearningSplit(split.kind, split.corpus_name, split.corpus_fingerprint, fresh, split.params)
+    if len(fresh) == len(forget_split.forget_ids):
+        return forget_split
+    return replace(forget_split, forget_ids=fresh)
 
 
-def subset_accuracies(model, subject: Subject, forget: np.ndarray, retain: np.ndarray, split) -> dict:
+def subset_accuracies(model, subject: Subject, forget: np.ndarray, retain: np.ndarray, forget_split) -> dict:
     """Accuracy on Df, Dr and Dtest; for forgotten classes also Dtest split by class."""
     from ..training.data import ArrayData
     from ..training.inference import accuracy
 
     corpus, features = subject.corpus, subject.features
-    test = split.test_indices(corpus)
+    test = forget_split.test_indices(corpus)
     scores = {name: accuracy(model, ArrayData(features, corpus.labels, rows))
               for name, rows in (("forget", forget), ("retain", retain), ("test", test))}
-    forgotten = split.forgotten_labels(corpus)
+    forgotten = forget_split.forgotten_labels(corpus)
     if forgotten:
         in_forgotten = np.isin(corpus.labels[test], forgotten)
         scores["test_forgotten_classes"] = accuracy(model, ArrayData(features, corpus.labels, test[in_forgotten]))
@@ -337,45 +335,46 @@ def _write_unlearn(options: UnlearnOptions, outcome: UnlearnOutcome) -> None:
     subject, applied = outcome.subject, outcome.applied
     result = applied.result
     entry = history_entry(
-        tool="unlearn", splits=[outcome.split], result=result, budget=applied.budget,
-        parent_sha256=weights_sha256(options.checkpoint), kinds=[outcome.split.kind],
+        tool="unlearn", splits=[outcome.forget_split], result=result, budget=applied.budget,
+        parent_sha256=weights_sha256(options.checkpoint), kinds=[outcome.forget_split.kind],
         details={"forget_count": int(len(applied.forget)), "retain_count": int(len(applied.retain)),
                  "weights_changed": applied.weights_changed, "accuracy_before": outcome.accuracy_before,
                  "accuracy_after": outcome.accuracy_after, "source_checkpoint": str(options.checkpoint.resolve()),
                  "source_weights_sha256": subject.metadata.get("weights_sha256")},
     )  # fmt: skip
-    metadata = with_entry(subject.metadata, subject.corpus, subject.earlier, [outcome.split], entry)
+    metadata = with_entry(subject.metadata, subject.corpus, subject.earlier, [outcome.forget_split], entry)
     metadata.update(method=result.name, config=result.config_dict(), seconds=result.seconds,
                     budget_exhausted=result.budget_exhausted, steps=result.steps,
                     metrics={f"{name}_accuracy": value for name, value in outcome.accuracy_after.items()})
     with atomic_directory(options.out) as building:
         save_checkpoint(building, result.model.cpu(), jsonable(metadata))
-        save_forget_split(outcome.split, building / FORGET_SPLIT_FILE)
+        save_forget_split(outcome.forget_split, building / FORGET_SPLIT_FILE)
 
 
 # ---------------------------------------------------------------------------------------------
 # the benchmark's unlearn stage
 
 
-def unlearn_benchmark_forget_split(model, metadata: Mapping[str, Any], corpus, features, split, method: MethodSpec, seed: int,
-                budget_seconds: float | None = None, budget_steps: int | None = None) -> Applied:
+def unlearn_benchmark_forget_split(model, metadata: Mapping[str, Any], corpus, features, forget_split,
+                                   method: MethodSpec, seed: int, budget_seconds: float | None = None,
+                                   budget_steps: int | None = None) -> Applied:
     """A benchmark split applied to an Original: its own retain set (minus anything the checkpoint's
     history forgot), the Original's recipe, the budget the grid derived from Retrain."""
     from .history import earlier_requests
 
     earlier = earlier_requests(metadata, corpus, "the Original")
     budget = BudgetChoice(budget_seconds, "the Retrain's wall time" if budget_seconds else "no cap")
-    return apply(model, corpus, features, split.forget_indices(corpus), method, budget, seed=seed, earlier=earlier,
-                 train_config=train_config_of(metadata), retain=split.retain_indices(corpus),
+    return apply(model, corpus, features, forget_split.forget_indices(corpus), method, budget, seed=seed, earlier=earlier,
+                 train_config=train_config_of(metadata), retain=forget_split.retain_indices(corpus),
                  budget_steps=budget_steps)  # fmt: skip
 
 
-def benchmark_metadata(metadata: Mapping[str, Any], corpus, split, applied: Applied,
+def benchmark_metadata(metadata: Mapping[str, Any], corpus, forget_split, applied: Applied,
                        parent_sha256: str | None) -> dict[str, Any]:
     """An unlearned benchmark model's metadata, in the one history format."""
     from .history import earlier_requests
 
-    entry = history_entry(tool="bench", splits=[split], result=applied.result, budget=applied.budget,
-                          parent_sha256=parent_sha256, kinds=[split.kind],
+    entry = history_entry(tool="bench", splits=[forget_split], result=applied.result, budget=applied.budget,
+                          parent_sha256=parent_sha256, kinds=[forget_split.kind],
                           details={"weights_changed": applied.weights_changed})  # fmt: skip
-    return with_entry(metadata, corpus, earlier_requests(metadata, corpus, "the Original"), [split], entry)
+    return with_entry(metadata, corpus, earlier_requests(metadata, corpus, "the Original"), [forget_split], entry)

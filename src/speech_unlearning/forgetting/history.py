@@ -56,7 +56,7 @@ class EarlierRequest:
 
     @property
     def forget_ids(self) -> set[str]:
-        return {i for split in self.splits for i in split.forget_ids}
+        return {i for forget_split in self.splits for i in forget_split.forget_ids}
 
 
 def keyed_hash(salt: str, name: str) -> str:
@@ -64,19 +64,19 @@ def keyed_hash(salt: str, name: str) -> str:
     return hmac.new(bytes.fromhex(salt), name.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def protect_split(split: UnlearningSplit, salt: str) -> dict[str, Any]:
+def anonymised_forget_split(forget_split: UnlearningSplit, salt: str) -> dict[str, Any]:
     """A split record that names no recording or speaker: keyed hashes of its ids, and counts."""
-    params = copy.deepcopy(split.params)
+    params = copy.deepcopy(forget_split.params)
     if "speakers" in params:
         params["speakers"] = sorted(keyed_hash(salt, str(name)) for name in params["speakers"])
     if "items" in params:
         params["items"] = len(params["items"])  # the list asked for: ids or paths of recordings
     return {
-        "kind": split.kind,
-        "corpus_name": split.corpus_name,
-        "corpus_fingerprint": split.corpus_fingerprint,
-        "n_items": len(split.forget_ids),
-        HASHED_IDS: sorted(keyed_hash(salt, i) for i in split.forget_ids),
+        "kind": forget_split.kind,
+        "corpus_name": forget_split.corpus_name,
+        "corpus_fingerprint": forget_split.corpus_fingerprint,
+        "n_items": len(forget_split.forget_ids),
+        HASHED_IDS: sorted(keyed_hash(salt, i) for i in forget_split.forget_ids),
         "params": params,
     }
 
@@ -107,15 +107,15 @@ def anchor_split(data: Any, corpus: Corpus, source: str, salt: str | None = None
     them. CorpusError if one is no longer a training item: it could not be kept forgotten.
     """
     if isinstance(data, Mapping) and HASHED_IDS in data:
-        split = _reveal(data, corpus, salt, source)
+        forget_split = _reveal(data, corpus, salt, source)
     else:
         stored = UnlearningSplit.from_dict(data, source=source)
-        split = UnlearningSplit(stored.kind, corpus.name, corpus.fingerprint, stored.forget_ids, stored.params)
+        forget_split = UnlearningSplit(stored.kind, corpus.name, corpus.fingerprint, stored.forget_ids, stored.params)
     try:
-        split.forget_indices(corpus)
+        forget_split.forget_indices(corpus)
     except CorpusError as error:
         raise CorpusError(f"{source}: its forgotten items must stay forgotten, but {error}") from None
-    return split
+    return forget_split
 
 
 def recorded_split(metadata: Mapping[str, Any], corpus: Corpus, source: str) -> UnlearningSplit | None:
@@ -154,11 +154,11 @@ def earlier_requests(metadata: Mapping[str, Any], corpus: Corpus, source: str) -
 
 def forgotten_positions(earlier: Iterable[EarlierRequest], corpus: Corpus) -> np.ndarray:
     """Sorted corpus positions of every item the earlier requests forgot."""
-    positions = [split.forget_indices(corpus) for request in earlier for split in request.splits]
+    positions = [forget_split.forget_indices(corpus) for request in earlier for forget_split in request.splits]
     return np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *positions]))
 
 
-def merge_splits(corpus: Corpus, splits: Sequence[UnlearningSplit]) -> UnlearningSplit:
+def merge_forget_splits(corpus: Corpus, splits: Sequence[UnlearningSplit]) -> UnlearningSplit:
     """One split forgetting everything in `splits` (all of `corpus`'s version).
 
     Splits of one kind merge by kind (a class split keeps its classes, a speaker split its
@@ -167,17 +167,18 @@ def merge_splits(corpus: Corpus, splits: Sequence[UnlearningSplit]) -> Unlearnin
     from ..config import require
 
     require(len(splits) > 0, "splits", "nothing to merge")
-    for split in splits:
-        split.check_corpus(corpus)
-    ids = tuple(sorted({i for split in splits for i in split.forget_ids}))
-    kinds = {split.kind for split in splits}
+    for forget_split in splits:
+        forget_split.check_corpus(corpus)
+    ids = tuple(sorted({i for forget_split in splits for i in forget_split.forget_ids}))
+    kinds = {forget_split.kind for forget_split in splits}
     if len(splits) == 1:
         return splits[0]
     if kinds == {"class"}:
-        classes = sorted({c for split in splits for c in split.params["classes"]}, key=corpus.label_names.index)
+        classes = sorted({c for forget_split in splits for c in forget_split.params["classes"]},
+                         key=corpus.label_names.index)
         return UnlearningSplit("class", corpus.name, corpus.fingerprint, ids, {"classes": classes})
     if kinds == {"speaker"}:
-        speakers = sorted({s for split in splits for s in split.params.get("speakers", [])})
+        speakers = sorted({s for forget_split in splits for s in forget_split.params.get("speakers", [])})
         return UnlearningSplit("speaker", corpus.name, corpus.fingerprint, ids, {"speakers": speakers})
     return UnlearningSplit("files", corpus.name, corpus.fingerprint, ids, {"items": list(ids)})
 
@@ -199,6 +200,15 @@ def recorded_training_seconds(metadata: Mapping[str, Any]) -> float | None:
     metrics, training = metadata.get("metrics") or {}, metadata.get("training") or {}
     recorded = metrics.get("train_seconds") or training.get("seconds")
     return float(recorded) if recorded else None
+
+
+def budget_share(metadata: Mapping[str, Any], given: float | None = None) -> float | None:
+    """The unlearning budget as a share of the Original's recorded training time: `given` seconds over
+    it, else DEFAULT_BUDGET_FRACTION; None when the checkpoint records no training time."""
+    recorded = recorded_training_seconds(metadata)
+    if recorded is None:
+        return None
+    return DEFAULT_BUDGET_FRACTION if given is None else float(given) / recorded
 
 
 @dataclass(frozen=True)
@@ -258,7 +268,7 @@ def history_entry(
         "request_id": request_id,
         "request_sha256": request_sha256,
         "kinds": list(kinds),
-        "n_items": len({i for split in splits for i in split.forget_ids}),
+        "n_items": len({i for forget_split in splits for i in forget_split.forget_ids}),
         "method": result.name,
         "config": result.config_dict(),
         "seed": result.seed,
@@ -289,14 +299,14 @@ def with_entry(metadata: Mapping[str, Any], corpus: Corpus, earlier: Sequence[Ea
     with_splits = [old for old in history if _entry_splits(old)]
     for old, request in zip(with_splits, earlier):
         old.pop("split", None)
-        old["splits"] = [protect_split(split, salt) for split in request.splits]
+        old["splits"] = [anonymised_forget_split(forget_split, salt) for forget_split in request.splits]
         old["n_items"] = len(request.forget_ids)
     new = dict(entry)
-    new["splits"] = [protect_split(split, salt) for split in current]
-    every = [split for request in earlier for split in request.splits] + list(current)
+    new["splits"] = [anonymised_forget_split(forget_split, salt) for forget_split in current]
+    every = [forget_split for request in earlier for forget_split in request.splits] + list(current)
     return {
         **metadata,
         SALT_KEY: salt,
-        "split": protect_split(merge_splits(corpus, every), salt),
+        "split": anonymised_forget_split(merge_forget_splits(corpus, every), salt),
         "history": [*history, new],
     }

@@ -17,8 +17,8 @@ Two shapes of request reach this module, and both end as `UnlearningSplit`s:
   caller ignores them), paths outside the corpus root (always), an empty request, and a request
   that would leave no training data. Items already forgotten by earlier requests are not counted
   again. `Resolution.counts` is what the command shows before it unlearns anything.
-- `SplitRequest` (`unlearn`): a seeded random ratio, classes, speakers, or a saved split file;
-  `SplitRequest.resolve` draws the split.
+- `UnlearnRequest` (`unlearn`): a seeded random ratio, classes, speakers, or a saved split file;
+  `UnlearnRequest.resolve` draws the split.
 
 The request id depends on the names asked for only: the free-text reason is recorded in the
 audit, but a new reason does not make a new request.
@@ -195,7 +195,7 @@ class RequestComponent:
     names: tuple[str, ...]  # the keywords / speakers / list items that resolved
     forget_ids: tuple[str, ...]  # sorted utterance ids
 
-    def split(self, corpus: Corpus, request_id: str) -> UnlearningSplit:
+    def forget_split(self, corpus: Corpus, request_id: str) -> UnlearningSplit:
         """This component as an UnlearningSplit (a keyword is a class split)."""
         params: dict[str, Any] = {"request": request_id}
         params.update({"keyword": {"classes": list(self.names)}, "speaker": {"speakers": sorted(self.names)},
@@ -225,7 +225,7 @@ class Resolution:
         return tuple(component.kind for component in self.components)
 
     def splits(self, corpus: Corpus) -> list[UnlearningSplit]:
-        return [component.split(corpus, self.request.effective_id) for component in self.components]
+        return [component.forget_split(corpus, self.request.effective_id) for component in self.components]
 
     def counts(self, corpus: Corpus) -> dict[str, Any]:
         """Items to forget: in total, per request kind, per class and per speaker."""
@@ -408,21 +408,21 @@ def _check_size(corpus: Corpus, request: DeletionRequest, resolution: Resolution
 # ---------------------------------------------------------------------------------------------
 # `unlearn`'s request: a ratio, classes, speakers or a saved split
 
-SPLIT_REQUEST_KINDS: tuple[str, ...] = ("ratio", "classes", "speakers", "split_file")
+UNLEARN_REQUEST_KINDS: tuple[str, ...] = ("ratio", "classes", "speakers", "split_file")
 
 
 @dataclass(frozen=True)
-class SplitRequest:
+class UnlearnRequest:
     """What `unlearn` was asked to forget: one of a seeded random share of the training set,
     classes, speakers, or the forget set of a saved split file."""
 
-    kind: str  # one of SPLIT_REQUEST_KINDS
+    kind: str  # one of UNLEARN_REQUEST_KINDS
     ratio: float | None = None
     names: tuple[str, ...] = ()
     path: Path | None = None
 
     def __post_init__(self) -> None:
-        require(self.kind in SPLIT_REQUEST_KINDS, "kind", f"must be one of {', '.join(SPLIT_REQUEST_KINDS)}")
+        require(self.kind in UNLEARN_REQUEST_KINDS, "kind", f"must be one of {', '.join(UNLEARN_REQUEST_KINDS)}")
         if self.kind == "ratio":
             require(self.ratio is not None and 0 < self.ratio < 1, "--forget-ratio",
                     f"{self.ratio}: must be strictly between 0 and 1")

@@ -41,29 +41,31 @@ class ForgetGroup:
         return bool(self.labels)
 
 
-def _group_name(corpus: Corpus, split: UnlearningSplit) -> str:
-    if split.kind == "class":
+def _group_name(corpus: Corpus, forget_split: UnlearningSplit) -> str:
+    if forget_split.kind == "class":
         word = "keyword" if corpus.task == "kws" else "class"
-        return f"{word}(s) {', '.join(split.params['classes'])}"
-    if split.kind == "speaker":
-        speakers = split.params.get("speakers") or sorted(set(corpus.speakers[split.forget_indices(corpus)].tolist()))
+        return f"{word}(s) {', '.join(forget_split.params['classes'])}"
+    if forget_split.kind == "speaker":
+        speakers = forget_split.params.get("speakers") or sorted(
+            set(corpus.speakers[forget_split.forget_indices(corpus)].tolist()))
         return f"speaker(s) {', '.join(map(str, speakers))}"
-    if split.kind == "sample":
-        return f"random sample of {len(split.forget_ids)} recording(s)"
-    return f"{len(split.forget_ids)} listed recording(s)"
+    if forget_split.kind == "sample":
+        return f"random sample of {len(forget_split.forget_ids)} recording(s)"
+    return f"{len(forget_split.forget_ids)} listed recording(s)"
 
 
-def forget_group(corpus: Corpus, split: UnlearningSplit, origin: str,
+def forget_group(corpus: Corpus, forget_split: UnlearningSplit, origin: str,
                  thresholds: AcceptanceThresholds | None = None) -> ForgetGroup:
-    """The group of `split`, with the loss-MIA non-members drawn from the same population as Df
+    """The group of `forget_split`, with the loss-MIA non-members drawn from the same population as Df
     (`evaluation.row_scores.matched_nonmembers`: forgotten classes' test recordings, else the
     forgotten speakers' when there are at least two, else all test recordings)."""
-    positions = split.forget_indices(corpus)
-    labels = tuple(split.forgotten_labels(corpus))
-    speakers = tuple(sorted(set(corpus.speakers[positions].tolist()))) if split.kind == "speaker" else ()
+    positions = forget_split.forget_indices(corpus)
+    labels = tuple(forget_split.forgotten_labels(corpus))
+    speakers = tuple(sorted(set(corpus.speakers[positions].tolist()))) if forget_split.kind == "speaker" else ()
     test = corpus.indices("test")
     matched, text = matched_nonmembers(corpus, test, labels, speakers)
-    return ForgetGroup(_group_name(corpus, split), origin, positions, labels, test[matched], text, speakers, thresholds)
+    return ForgetGroup(_group_name(corpus, forget_split), origin, positions, labels, test[matched], text, speakers,
+                       thresholds)
 
 
 def _sample_rows(rows: np.ndarray, count: int, seed: int) -> np.ndarray:

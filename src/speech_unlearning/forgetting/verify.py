@@ -6,7 +6,8 @@ result with `AcceptanceThresholds`:
 
 - forgetting, per forgotten group (the request's keywords, speakers, files; earlier requests'
   groups again): the accuracy on Df must be near its target, and the loss-based membership
-  attack must be near its target.
+  attack must be near its target. "Near" is the tolerance in points plus `noise_z` standard errors
+  of a rate measured on the check's n recordings: 15 recordings cannot tell 60 % from 50 %.
   * Targets with a retrained reference (`--verify-retrain`): the retrained model's values.
   * Without: for a forgotten class (a keyword, or a speaker in speaker ID) the accuracy target is
     chance, 1 / num_classes, and lower is as good (a model retrained without the class never
@@ -26,8 +27,10 @@ Values are compared with their limits up to `acceptance.TOLERANCE` (0.6000000000
 0.6). Each check also says whether the model before unlearning already met it.
 
 Verdicts: "pass"; "fail" (a check failed); "no-op" when the weights did not change (a byte-identical
-model is never a pass, even when the Original already met every check: then there was nothing
-measurable to forget, which the audit says). Earlier requests are checked again against the
+model is never a pass, even when the Original already met every check); "nothing-to-forget" when
+the weights changed and every check passed but the model before unlearning already met every
+check too, so the checks cannot show that anything was forgotten (the model is kept, as after a
+pass, and the audit says why it is not called one). Earlier requests are checked again against the
 thresholds they were accepted with, as their history entry records them.
 
 Logits are computed once per model on only the rows the checks need (Df groups, Dtest and a
@@ -54,7 +57,7 @@ from ..evaluation.intervals import wilson_interval
 from ..evaluation.row_scores import RowScores
 from .acceptance import (AcceptanceThresholds, Check, Verification, at_most_above, before_met_every_check,
                          thresholds_from, within)
-from .history import EarlierRequest, merge_splits
+from .history import EarlierRequest, merge_forget_splits
 from .scoring import RETAIN_SAMPLE, ForgetGroup, Populations, forget_group, populations, role_metrics
 
 
@@ -67,11 +70,19 @@ def _interval(value: float | None, n: int) -> tuple[float, float] | None:
     return None if value is None else wilson_interval(value, n)
 
 
-def _df_rule(group: ForgetGroup, pp: float):
+def _widened(thresholds: AcceptanceThresholds, pp: float, target: float, n: int) -> tuple[float, str]:
+    """(tolerance widened by the sampling noise of n recordings, how it was made, for the rule text)."""
+    wide = thresholds.widened_pp(pp, target, n)
+    if wide == pp:
+        return pp, ""
+    return wide, f" ({pp:.3g} pp + {thresholds.noise_z:g} standard errors at n = {n})"
+
+
+def _df_rule(group: ForgetGroup, pp: float, how: str = ""):
     """(rule text, test(value, target)) of the Df accuracy check with a tolerance of `pp` points."""
     if group.class_like:
-        return f"at most {pp:.3g} pp above the target", lambda v, t: at_most_above(v, t, pp)
-    return f"within {pp:.3g} pp of the target", lambda v, t: within(v, t, pp)
+        return f"at most {pp:.3g} pp above the target{how}", lambda v, t: at_most_above(v, t, pp)
+    return f"within {pp:.3g} pp of the target{how}", lambda v, t: within(v, t, pp)
 
 
 def _forgetting_checks(group: ForgetGroup, metrics: Mapping[str, Mapping[str, Any]], corpus: Corpus,
@@ -89,8 +100,8 @@ def _forgetting_checks(group: ForgetGroup, metrics: Mapping[str, Mapping[str, An
         target, source = 1 / corpus.num_classes, f"chance, 1/{corpus.num_classes}"
     else:
         target, source = metrics["before"]["unseen_speaker_accuracy"], "accuracy before unlearning on unseen speakers"
-    rule, test = _df_rule(group, pp)
     n = int(len(group.positions))
+    rule, test = _df_rule(group, *_widened(thresholds, pp, target, n))
     value = after["df_accuracy"]
     name = f"Df accuracy, {group.name}"
     if n < thresholds.min_check_items:
@@ -138,9 +149,10 @@ def _mia_check(group: ForgetGroup, after, before, reference: RetrainReference | 
     target, source = 0.5, "chance, 0.5"
     if reference is not None:
         target, pp, source = reference.target_for(pp, "loss MIA")
-    value, rule = _mia_accuracy(after), f"within {pp:.3g} pp of the target"
     name = f"loss MIA, {group.name}"
     n = int(2 * after["loss_mia"]["n_per_group"]) if after.get("loss_mia") else 0
+    pp, how = _widened(thresholds, pp, target, n)
+    value, rule = _mia_accuracy(after), f"within {pp:.3g} pp of the target{how}"
     if value is None or target is None:
         return Check(name, category, value, target, source, rule, None,
                      "not run: the attack needs at least 2 members and 2 non-members", n)
@@ -198,12 +210,12 @@ def verify_request(
     set, `weights_changed` whether "after" differs from "before" byte for byte (False makes the
     verdict "no-op"). See the module docstring for the targets.
     """
-    groups = [forget_group(corpus, split, "this request") for split in current]
+    groups = [forget_group(corpus, forget_split, "this request") for forget_split in current]
     earlier_groups = [
-        forget_group(corpus, split, f"earlier request {request.request_id}", _own_thresholds(request, thresholds))
-        for request in earlier for split in request.splits
+        forget_group(corpus, forget_split, f"earlier request {request.request_id}", _own_thresholds(request, thresholds))
+        for request in earlier for forget_split in request.splits
     ]
-    request = forget_group(corpus, merge_splits(corpus, list(current)), "this request")
+    request = forget_group(corpus, merge_forget_splits(corpus, list(current)), "this request")
     every = groups + earlier_groups
     pops = populations(corpus, every, retain, thresholds, seed)
     rows = np.concatenate([corpus.indices("test"), pops.retain_sample, *[g.positions for g in every]])
