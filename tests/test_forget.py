@@ -534,6 +534,18 @@ def test_auto_from_never_chooses_a_configuration_that_returned_the_original_unch
     assert status == 2 and "changed the model" in stderr and not (tmp_path / "c.json").exists()
 
 
+@pytest.mark.parametrize("extra, named", [
+    (["--export-choice", "c.json", "--max-time-ratio", "0"], "--max-time-ratio 0.0: must be positive"),
+    (["--checkpoint", ".", "--dry-run", "--max-time-ratio", "0.5"], "--max-time-ratio applies to --export-choice only"),
+])  # fmt: skip
+def test_a_bad_max_time_ratio_is_refused_by_name(tmp_path, extra, named):
+    _fake_benchmark(tmp_path / "runs", [("kws", "class", "gradascent", 4.0, 0.1)])
+    extra = [str(tmp_path / e) if e in ("c.json", ".") else e for e in extra]
+    status, _, stderr = run_cli(["forget", "--auto-from", str(tmp_path / "runs"), "--keyword", "3", *extra])
+    assert status == 2 and named in stderr
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_auto_from_a_folder_without_tuning_runs_asks_for_them(tmp_path):
     from speech_unlearning.experiments.plan import Run
     from speech_unlearning.experiments.store import ResultStore

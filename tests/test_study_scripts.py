@@ -172,6 +172,14 @@ def test_verdict_rates_draws_requests_of_every_kind_in_turn_and_the_same_each_ti
             assert request["items"][0] in fsdd_kws.label_names
 
 
+@pytest.mark.parametrize("worker", ["2/2", "half", "1"])
+def test_verdict_rates_refuses_a_bad_worker_share_by_name(tmp_path, worker):
+    done = run_script("verdict_rates.py", "run", str(tmp_path / "no-checkpoint"), str(tmp_path / "out"),
+                      "--worker", worker)
+    assert done.returncode == 2 and "--worker" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_verdict_rates_measures_each_request_and_reuses_its_retrains(tmp_path, fsdd_root, cache_dir):
     """A tiny FSDD keyword model, one request of each kind: the Retrain of a keyword request never
     saw the keyword, and a second run with --reuse-retrains loads the same Retrain weights."""

@@ -224,6 +224,9 @@ def options_from_args(args: argparse.Namespace):
         )
     if args.auto_from is not None and args.method != "auto":
         raise ValueError(f"--auto-from applies to --method auto, not --method {args.method}")
+    if args.max_time_ratio is not None:
+        raise ValueError("--max-time-ratio applies to --export-choice only; when applying a request, --auto-from "
+                         "keeps the configurations within its budget (--budget-seconds)")
     if args.retrain_seeds < 1 or (args.retrain_seeds > 1 and not args.verify_retrain):
         raise ValueError(f"--retrain-seeds {args.retrain_seeds}: must be at least 1, and above 1 only with "
                          "--verify-retrain")
@@ -261,11 +264,10 @@ def choice_table(args: argparse.Namespace):
     # A configuration that needed more of Retrain's time in tuning than the request's budget allows
     # would be cut short; the tuning Retrain stands in for the checkpoint's recorded training time.
     share = budget_share(metadata, args.budget_seconds)
-    table = choice_table_from_runs(args.auto_from, model=model,
-                                   **({"max_time_ratio": share} if share is not None else {}))
-    if share is not None:
-        return table, f"benchmark runs {args.auto_from} (within the budget, {share:.3g} x the training time)"
-    return table, f"benchmark runs {args.auto_from}"
+    if share is None:  # no recorded training time: the table's own limit, Retrain's time
+        return choice_table_from_runs(args.auto_from, model=model), f"benchmark runs {args.auto_from}"
+    table = choice_table_from_runs(args.auto_from, model=model, max_time_ratio=share)
+    return table, f"benchmark runs {args.auto_from} (within the budget, {share:.3g} x the training time)"
 
 
 # --- printing ---------------------------------------------------------------------------------
