@@ -255,8 +255,8 @@ def test_real_stages_end_to_end_on_a_tiny_embedded_grid(tmp_path, cache_dir, emb
 
 
 def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_path, cache_dir, embedded_sid):
-    """The real corpus and retrain stages (the rest faked): with half the training set forgotten,
-    the Retrain runs about twice the Original's epochs, so both take as many optimiser steps."""
+    """The real corpus, original and retrain stages (the rest faked): with half the training set
+    forgotten, the Retrain runs about twice the Original's epochs, so both take as many optimiser steps."""
     from speech_unlearning.experiments.stages import STAGE_FUNCTIONS
     from speech_unlearning.models.checkpoint import load_checkpoint
     from speech_unlearning.training.recipes import default_train_config
@@ -265,7 +265,8 @@ def test_a_step_matched_retrain_stage_trains_for_the_originals_step_count(tmp_pa
     config = small_config(tasks=("sid",), scenarios=("sample",), ratios=(0.5,), epochs=2, retrain_match="steps",
                           model_options={"sid-xvector": {"channels": 16, "embedding_dim": 16, "stats_channels": 32}})
     plan = build_plan(config, check_names=False)
-    stages = {**FAKE_STAGES, "corpus": STAGE_FUNCTIONS["corpus"], "retrain": STAGE_FUNCTIONS["retrain"]}
+    real = ("corpus", "original", "retrain")
+    stages = {**FAKE_STAGES, **{stage: STAGE_FUNCTIONS[stage] for stage in real}}
     assert run(plan, tmp_path, stages=stages, cache_dir=cache_dir, extra={"device": "cpu"}).failed == []
     with ResultStore.in_folder(tmp_path) as store:
         retrain = store.get(plan.stage_runs("retrain")[0].key)

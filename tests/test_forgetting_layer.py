@@ -441,6 +441,54 @@ def test_retrain_of_a_pretrained_backbone_starts_from_the_same_pretrained_weight
     assert not torch.equal(starting_model_like(scratch).head.weight, scratch.head.weight)
 
 
+@pytest.mark.parametrize("augmentation", [{}, {"shift_ms": 50.0, "freq_masks": 1}], ids=["plain", "augmented"])
+def test_the_benchmarks_retrain_is_the_method_retrain_and_trains_as_the_original_did(fsdd_kws, cache_dir,
+                                                                                     augmentation):
+    """One Retrain: the grid's Retrain stage and `forget --verify-retrain` both apply the method
+    `retrain`, and it is exactly a fresh training of the Original's recipe (augmentation included)
+    on Dr with the Retrain's seed."""
+    import dataclasses
+
+    from speech_unlearning.data.splits import sample_split
+    from speech_unlearning.forgetting.apply import MethodSpec
+    from speech_unlearning.forgetting.deletion import unlearn_benchmark_forget_split
+    from speech_unlearning.training.recipes import checkpoint_metadata, corpus_arrays, default_train_config, train_original
+
+    options = {"channels": 8, "blocks": 1}
+    recipe = dataclasses.replace(default_train_config("kws", "kws-resnet"), epochs=2, batch_size=128, progress=False,
+                                 **augmentation)  # fmt: skip
+    original, _, metrics = train_original(fsdd_kws, "kws-resnet", 0, cache_dir, recipe, progress=False,
+                                          model_options=options)  # fmt: skip
+    features, spec = corpus_arrays(fsdd_kws, "logmel", cache_dir, progress=False)
+    metadata = checkpoint_metadata(fsdd_kws, spec, original, dataclasses.replace(recipe, seed=0), metrics)
+    split = sample_split(fsdd_kws, 0.1, 0)
+    fresh, _, _ = train_original(fsdd_kws, "kws-resnet", 1000, cache_dir, recipe, progress=False, model_options=options,
+                                 train_indices=split.retain_indices(fsdd_kws))  # fmt: skip
+    applied = unlearn_benchmark_forget_split(original, metadata, fsdd_kws, features, split,
+                                             MethodSpec.parse("retrain"), seed=1000)  # fmt: skip
+    retrained = applied.result.model.state_dict()
+    for name, tensor in fresh.state_dict().items():
+        assert torch.equal(retrained[name], tensor), name
+    assert applied.result.training.recipe.seed == 1000 and applied.result.training.result.epochs_run == 2
+
+
+def test_a_retrain_of_an_augmenting_recipe_without_the_corpus_augmenter_is_refused(fsdd_kws):
+    import dataclasses
+
+    from speech_unlearning.config import ConfigError
+    from speech_unlearning.methods import unlearn
+    from speech_unlearning.models.registry import create_model
+    from speech_unlearning.training.data import ArrayData
+    from speech_unlearning.training.recipes import default_train_config
+
+    recipe = dataclasses.replace(default_train_config("kws", "kws-resnet"), epochs=1, time_masks=1)
+    rows = fsdd_kws.indices("train")
+    data = lambda part: ArrayData(np.zeros((len(fsdd_kws.labels), 40, 101), np.float32), fsdd_kws.labels, part)  # noqa: E731
+    model = create_model("kws-resnet", fsdd_kws.num_classes, channels=8, blocks=1)
+    with pytest.raises(ConfigError, match="augments its batches"):
+        unlearn("retrain", model, data(rows[:4]), data(rows[4:40]), train_config=recipe)
+
+
 # ---------------------------------------------------------------------------------------------
 # The three older history shapes are read, and re-keyed on the next write
 

@@ -4,7 +4,7 @@ A `Run` is one unit of work of one stage:
 
 - `corpus`   load (or build) a corpus and cache the features its backbones need;
 - `original` train the original model once per (task, corpus, backbone, seed);
-- `retrain`  train the Retrain reference on Dr once per split (and backbone);
+- `retrain`  train the Retrain reference on Dr once per split (and backbone), from the Original;
 - `tune`     one point of a method's hyper-parameter grid on a validation forget split (--tune);
 - `unlearn`  one unlearning method applied to an original model for one split;
 - `evaluate` the metrics of one model (Original, Retrain or an unlearned one) on one split;
@@ -335,7 +335,7 @@ class _PlanBuilder:
         """The Retrains, every method and the evaluations for one split of one original model; the
         ensemble rows when the split has several Retrains."""
         seed = original.config["seed"]
-        retrains = self.retrains(base, corpus, seed, split)
+        retrains = self.retrains(base, corpus, original, split)
         retrain = retrains[0]  # draws the split, sets the time budget, is every per-run gap's reference
         cell = {**base, "seed": seed, "split": split, "original": original.key, "retrain": retrain.key}
         # The Retrain's own evaluation comes first: every other evaluation of the cell reuses its
@@ -380,16 +380,18 @@ class _PlanBuilder:
             for method, (subjects, evaluations) in rows.items():
                 self.add_ensemble(scored, method, subjects, evaluations, retrains, retrain_evals, original)
 
-    def retrains(self, base: dict, corpus: Run, seed: int, split: dict) -> list[Run]:
+    def retrains(self, base: dict, corpus: Run, original: Run, split: dict) -> list[Run]:
         """The split's reference set: `retrain_seeds` Retrains, each with a seed other than the
-        Original's (the split itself is still drawn from `seed`)."""
-        return [self.retrain(base, corpus, seed, split, replica) for replica in range(self.config.retrain_seeds)]
+        Original's (the split itself is still drawn from the Original's seed)."""
+        return [self.retrain(base, corpus, original, split, replica) for replica in range(self.config.retrain_seeds)]
 
-    def retrain(self, base: dict, corpus: Run, seed: int, split: dict, replica: int = 0) -> Run:
-        """Retrain `replica` of `split`, trained on its Dr with `retrain_seed(seed, replica)`."""
+    def retrain(self, base: dict, corpus: Run, original: Run, split: dict, replica: int = 0) -> Run:
+        """Retrain `replica` of `split`: the method `retrain` applied to `original` (its starting point
+        and recipe) on the split's Dr, with `retrain_seed(seed, replica)`."""
+        seed = original.config["seed"]
         settings = {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config),
-                    "init_seed": retrain_seed(seed, replica)}
-        return self.add("retrain", settings, [corpus.key])
+                    "init_seed": retrain_seed(seed, replica), "original": original.key}
+        return self.add("retrain", settings, [corpus.key, original.key])
 
     def add_ensemble(self, cell: dict, method: str, subjects: list[Run], evaluations: list[Run],
                      retrains: list[Run], retrain_evals: list[Run], original: Run) -> Run:
@@ -408,7 +410,7 @@ class _PlanBuilder:
         for scenario in self.config.scenarios_for(base["task"]):
             split = _validation_forget_split(self.config, scenario, seed)
             # Tuning compares with a Retrain made the way the reported cells' are (own seed).
-            retrain = self.retrain(base, corpus, seed, split)
+            retrain = self.retrain(base, corpus, original, split)
             for method in self.methods:
                 if self.tunable(method):
                     groups.setdefault(scenario, {})[method] = self.tune_group(base, original, retrain, split, method)

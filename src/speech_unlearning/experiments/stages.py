@@ -7,8 +7,9 @@ appears complete or not at all. It never touches the results database.
 
 - corpus:   load (build) the corpus, cache the features of every backbone; corpus.json.
 - original: `train_original` on the training set; model/ checkpoint.
-- retrain:  draw the split, `train_original` on Dr (for the Original's epochs, or with
-            retrain_match=steps its step count); split.json and model/ checkpoint.
+- retrain:  draw the split, the method `retrain` through `forgetting.apply` on the Original (its
+            recipe on Dr from its starting point, for its epochs, or with retrain_match=steps its
+            step count); split.json and model/ checkpoint.
 - unlearn:  `forgetting.apply` (method, original, Df, Dr, budget=Retrain's wall time); model/ checkpoint.
 - evaluate: `evaluate_unlearning` against the Retrain reference; report.json / report.md.
 - tune:     unlearn + evaluate on a validation forget split (the validation set stands in for
@@ -82,24 +83,12 @@ def run_corpus(job: Job) -> StageResult:
                        seconds=seconds)
 
 
-def _train(job: Job, forget_split=None) -> StageResult:
-    """Original (forget_split None) or Retrain (on Dr of `forget_split`): train, save checkpoint (+ split)."""
+def _save_trained(job: Job, corpus, model, config, metrics, result, forget_split=None) -> StageResult:
+    """Save a trained Original or Retrain (checkpoint, and the split a Retrain was trained without)."""
     from ..data.splits import save_forget_split
     from ..models.checkpoint import save_checkpoint
-    from ..training.recipes import checkpoint_metadata, train_original
-    from ..training.trainer import step_matched_epochs
+    from ..training.recipes import checkpoint_metadata
 
-    configure_process(job)
-    corpus = load_job_corpus(job)
-    config = train_config_for(job)
-    train_rows = None if forget_split is None else forget_split.retain_indices(corpus)
-    if train_rows is not None and job.config["train"].get("match") == "steps":
-        epochs = step_matched_epochs(config.epochs, len(corpus.indices("train")), len(train_rows), config.batch_size)
-        config = dataclasses.replace(config, epochs=epochs)
-    model, result, metrics = train_original(
-        corpus, job.config["model"], config.seed, job.cache_dir, config, train_indices=train_rows,
-        progress=False, model_options=job.config.get("model_options") or {},
-    )
     _, spec = load_job_features(job, corpus, job.config["model"])
     metadata = checkpoint_metadata(corpus, spec, model, config, metrics, split=forget_split,
                                    corpus_spec=job.config["corpus"], train_result=result)
@@ -120,13 +109,37 @@ def _train(job: Job, forget_split=None) -> StageResult:
 
 def run_original(job: Job) -> StageResult:
     """Train the original model of (task, corpus, backbone, seed)."""
-    return _train(job)
+    from ..training.recipes import train_original
+
+    configure_process(job)
+    corpus = load_job_corpus(job)
+    config = train_config_for(job)
+    model, result, metrics = train_original(
+        corpus, job.config["model"], config.seed, job.cache_dir, config, progress=False,
+        model_options=job.config.get("model_options") or {},
+    )  # fmt: skip
+    return _save_trained(job, corpus, model, config, metrics, result)
 
 
 def run_retrain(job: Job) -> StageResult:
-    """Draw the split and train the Retrain reference on its retain set; its wall time is the budget."""
+    """Draw the split and train its Retrain: the method `retrain` applied through `forgetting`, as
+    `forget --verify-retrain` does (one Retrain: from the Original's starting point, with its recipe,
+    on Dr, with the run's own seed, no time cap); its wall time is the other methods' budget."""
+    from ..forgetting.apply import MethodSpec
+    from ..forgetting.deletion import unlearn_benchmark_forget_split
+    from ..training.recipes import trained_model_metrics
+
+    configure_process(job)
     corpus = load_job_corpus(job)
-    return _train(job, draw_forget_split(corpus, job.config["split"]))
+    forget_split = draw_forget_split(corpus, job.config["split"])
+    original, metadata = load_model(input_artefact(job, job.config["original"], "checkpoint"), job.extra.get("device"))
+    features, _ = load_job_features(job, corpus, job.config["model"])
+    retrain = MethodSpec.parse("retrain", {"match": job.config["train"].get("match", "epochs")})
+    applied = unlearn_benchmark_forget_split(original, metadata, corpus, features, forget_split, retrain,
+                                             seed=train_config_for(job).seed)
+    model, training = applied.result.model, applied.result.training
+    metrics = trained_model_metrics(model, features, corpus, applied.retain, training.recipe, training.result)
+    return _save_trained(job, corpus, model, training.recipe, metrics, training.result, forget_split)
 
 
 def _unlearn(job: Job, corpus, forget_split, overrides: Mapping[str, Any]):

@@ -19,13 +19,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from torch import nn
 
 from ..data.corpus import Corpus, CorpusError
-from .history import BudgetChoice, EarlierRequest, earlier_requests, forgotten_positions, train_config_of
+from .history import (
+    BudgetChoice,
+    EarlierRequest,
+    earlier_requests,
+    feature_spec_of,
+    forgotten_positions,
+    train_config_of,
+)
+
+if TYPE_CHECKING:
+    from ..data.features import FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class Subject:
     features: np.ndarray
     earlier: list[EarlierRequest]
     path: Path | None = None
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        return feature_spec_of(self.metadata)
 
     @property
     def earlier_ids(self) -> set[str]:
@@ -132,13 +146,15 @@ def apply(
     retain: np.ndarray | None = None,
     budget_steps: int | None = None,
     progress: bool = False,
+    feature_spec: FeatureSpec | None = None,
 ) -> Applied:
     """Unlearn the corpus rows `forget` from a copy of `model` with `method` (never modifies `model`).
 
     The retain set is `retain` when given (the benchmark's split already excludes its forget
     set), else the training set minus `forget`; either way minus what `earlier` requests forgot.
     Validation data are the corpus's validation rows; `train_config` is the Original's recipe
-    (Retrain needs it).
+    (Retrain needs it), and `feature_spec` the features' spec, from which the recipe's batch
+    augmentation (if any) is rebuilt for Retrain.
     """
     from .. import methods  # looked up at call time, so one engine serves (and tests can watch it)
     from ..evaluation import is_no_op
@@ -153,13 +169,23 @@ def apply(
         method.name, model, ArrayData(features, corpus.labels, forget), ArrayData(features, corpus.labels, retain),
         overrides=method.overrides, parsed=method.parsed, budget_seconds=budget.seconds, budget_steps=budget_steps,
         seed=seed, validation=ArrayData(features, corpus.labels, corpus.indices("validation")),
-        train_config=train_config, progress=progress,
+        train_config=train_config, progress=progress, augmenter=_augmenter(corpus, feature_spec),
     )  # fmt: skip
     return Applied(result, forget, retain, budget, not is_no_op(result.model, model))
+
+
+def _augmenter(corpus: Corpus, feature_spec: FeatureSpec | None):
+    """recipe -> the batch augmenter that recipe asks for on `corpus` (None without a feature spec)."""
+    if feature_spec is None:
+        return None
+    from ..training.recipes import augmenter_for
+
+    return lambda recipe: augmenter_for(corpus, recipe, feature_spec)[0]
 
 
 def unlearn_subject(subject: Subject, forget: np.ndarray, method: MethodSpec, budget: BudgetChoice, seed: int,
                      progress: bool = False) -> Applied:
     """`apply` on a loaded checkpoint: its history's earlier requests and its recorded recipe."""
     return apply(subject.model, subject.corpus, subject.features, forget, method, budget, seed=seed,
-                 earlier=subject.earlier, train_config=train_config_of(subject.metadata), progress=progress)
+                 earlier=subject.earlier, train_config=train_config_of(subject.metadata), progress=progress,
+                 feature_spec=subject.feature_spec)

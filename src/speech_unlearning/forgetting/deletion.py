@@ -359,14 +359,15 @@ def unlearn_benchmark_forget_split(model, metadata: Mapping[str, Any], corpus, f
                                    method: MethodSpec, seed: int, budget_seconds: float | None = None,
                                    budget_steps: int | None = None) -> Applied:
     """A benchmark split applied to an Original: its own retain set (minus anything the checkpoint's
-    history forgot), the Original's recipe, the budget the grid derived from Retrain."""
-    from .history import earlier_requests
+    history forgot), the Original's recipe, the budget the grid derived from Retrain (none for the
+    grid's Retrain itself, which is the method `retrain` applied here too)."""
+    from .history import earlier_requests, feature_spec_of
 
     earlier = earlier_requests(metadata, corpus, "the Original")
     budget = BudgetChoice(budget_seconds, "the Retrain's wall time" if budget_seconds else "no cap")
     return apply(model, corpus, features, forget_split.forget_indices(corpus), method, budget, seed=seed, earlier=earlier,
                  train_config=train_config_of(metadata), retain=forget_split.retain_indices(corpus),
-                 budget_steps=budget_steps)  # fmt: skip
+                 budget_steps=budget_steps, feature_spec=feature_spec_of(metadata))  # fmt: skip
 
 
 def benchmark_metadata(metadata: Mapping[str, Any], corpus, forget_split, applied: Applied,

@@ -195,6 +195,13 @@ def train_config_of(metadata: Mapping[str, Any]):
     return from_mapping(TrainConfig, stored, where="checkpoint train_config") if stored else None
 
 
+def feature_spec_of(metadata: Mapping[str, Any]):
+    """The FeatureSpec of the features the checkpoint's model reads."""
+    from ..data.features import FeatureSpec
+
+    return FeatureSpec(**metadata["feature_spec"])
+
+
 def recorded_training_seconds(metadata: Mapping[str, Any]) -> float | None:
     """How long the Original trained, as its metadata records it (None when unrecorded)."""
     metrics, training = metadata.get("metrics") or {}, metadata.get("training") or {}

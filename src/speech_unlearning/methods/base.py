@@ -203,6 +203,11 @@ class UnlearnContext:
     log: list[dict] = field(default_factory=list)
     budget_exhausted: bool = False
     diverged: bool = False
+    # Builds the Original recipe's batch augmenter for a recipe (seeded by that recipe's seed), so that
+    # Retrain augments as the Original did; None where the caller has no corpus to build it from.
+    augmenter: Callable[[Any], Any] | None = None
+    # Retrain: its retrain.RetrainRun (the recipe it trained with and fit's TrainResult).
+    training: Any = None
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The working model's logits (B, C), safe for a batch of one in training mode."""
@@ -439,6 +444,7 @@ class UnlearnResult:
     seed: int = 0
     diverged: bool = False  # a non-finite loss stopped the run (weights are the last finite ones)
     planned_steps: int | None = None  # the schedule's steps had no budget stopped it (None: unknown)
+    training: Any = None  # Retrain: its retrain.RetrainRun (recipe and TrainResult)
 
     def config_dict(self) -> dict[str, Any]:
         """Method and SuperLoss settings in one dict: exactly what `--set` accepts for `name`."""

@@ -11,7 +11,7 @@ original to the last update, excluding config parsing and checks.
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ def unlearn(
     progress: bool = False,
     budget_steps: int | None = None,
     parsed: tuple[Any, SuperLossConfig | None] | None = None,
+    augmenter: Callable[[Any], Any] | None = None,
 ) -> UnlearnResult:
     """Unlearn `forget` from a copy of `original_model` with method `name`; return the copy.
 
@@ -62,6 +63,8 @@ def unlearn(
       original recipe); `train_config`: the original model's TrainConfig (Retrain needs it).
     - `parsed`: the (config, SuperLoss config) `parse_method_config` already built for `name`;
       when given, `overrides` are not parsed again.
+    - `augmenter(recipe) -> augment`: the Original recipe's batch augmenter for a recipe with the
+      run's seed (`training.recipes.augmenter_for` on the corpus); Retrain trains with it.
     - Runs on the device `original_model` is on; `forget` and `retain` must be disjoint.
     """
     method_class, with_superloss = split_method_name(name)
@@ -90,6 +93,7 @@ def unlearn(
             seed=seed,
             num_classes=num_classes,
             progress=progress,
+            augmenter=augmenter,
         )
         if superloss_config is not None:
             roles = superloss_roles(superloss_config.superloss_on, method_class.loss_roles)
@@ -112,6 +116,7 @@ def unlearn(
         seed=seed,
         diverged=ctx.diverged,
         planned_steps=ctx.planned_steps,
+        training=ctx.training,
     )
 
 

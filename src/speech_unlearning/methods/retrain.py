@@ -3,7 +3,8 @@ unlearning method is measured against; its wall time defines the default budget 
 
 The model is rebuilt from the original's `build_args` by the model registry (fresh weights, the
 call's seed) and trained by `training.trainer.fit` with the original `TrainConfig` (passed as
-`train_config`), seeded with the call's seed and capped by the budget. A model built outside
+`train_config`), seeded with the call's seed and capped by the budget, and with the recipe's batch
+augmentation where it has one (the caller's `augmenter`, seeded with the call's seed). A model built outside
 the registry (no `build_args`) is re-initialised layer by layer instead. An imported model
 starts from the starting point recorded at import (`base.starting_model_like`): for a classifier
 fine-tuned from a pretrained encoder, that encoder with a fresh head, not random weights.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import ConfigError, require
+from ..training.config import TrainConfig, TrainResult
 from ..training.trainer import fit, step_matched_epochs, steps_per_epoch
 from .base import Method, UnlearnContext, register_method, starting_model_like
 
@@ -36,6 +38,14 @@ RETRAIN_SEED_OFFSET = 1_000
 def retrain_seed(original_seed: int, replica: int = 0) -> int:
     """Training seed of Retrain `replica` of a model whose Original trained with `original_seed`."""
     return original_seed + RETRAIN_SEED_OFFSET * (replica + 1)
+
+
+@dataclass(frozen=True)
+class RetrainRun:
+    """What a Retrain trained with and what its training did (`UnlearnResult.training`)."""
+
+    recipe: TrainConfig
+    result: TrainResult
 
 
 @dataclass
@@ -80,9 +90,20 @@ class Retrain(Method):
         ctx.model = starting_model_like(ctx.original)
         ctx.planned_steps = recipe.epochs * steps_per_epoch(len(ctx.retain), recipe.batch_size)
         validation = ctx.validation if ctx.config.use_validation else None
-        result = fit(ctx.model, ctx.retain, validation, recipe)
+        result = fit(ctx.model, ctx.retain, validation, recipe, augment=self.augment(ctx, recipe))
         ctx.steps, ctx.budget_exhausted = result.steps, result.budget_exhausted
+        ctx.training = RetrainRun(recipe, result)
         ctx.log.extend({"phase": "train", **row} for row in result.history)
+
+    @staticmethod
+    def augment(ctx: UnlearnContext, recipe):
+        """The batch augmenter of the Original's recipe, seeded with this Retrain's seed (None: it did not augment)."""
+        if not recipe.augments:
+            return None
+        if ctx.augmenter is None:
+            raise ConfigError("method retrain: the original recipe augments its batches; the call must pass the "
+                              "corpus's augmenter (augmenter=...), or the Retrain would train differently")
+        return ctx.augmenter(recipe)
 
     @staticmethod
     def planned_epochs(ctx: UnlearnContext) -> int:

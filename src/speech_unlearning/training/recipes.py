@@ -228,18 +228,28 @@ def train_original(
     model = create_model(model_name, corpus.num_classes, **dict(model_options or {}))
     train = ArrayData(features, corpus.labels, train_rows)
     validation = ArrayData(features, corpus.labels, corpus.indices("validation"))
-    test = ArrayData(features, corpus.labels, corpus.indices("test"))
     result = fit(model, train, validation, config, augment=augment)
-    metrics = {
-        "train_accuracy": accuracy(model, train, config.eval_batch_size),
-        "validation_accuracy": accuracy(model, validation, config.eval_batch_size),
-        "test_accuracy": accuracy(model, test, config.eval_batch_size),
-        "train_seconds": result.seconds,
-    }
-    metrics["train_test_gap"] = metrics["train_accuracy"] - metrics["test_accuracy"]
+    metrics = trained_model_metrics(model, features, corpus, train_rows, config, result)
     if augmentation:
         metrics["augmentation"] = "; ".join(augmentation)
     return model, result, metrics
+
+
+def trained_model_metrics(model: SpeechClassifier, features: np.ndarray, corpus: Corpus, train_rows: np.ndarray,
+                          config: TrainConfig, result: TrainResult) -> dict[str, float]:
+    """`train_accuracy` (on the rows trained on), `validation_accuracy`, `test_accuracy` (NaN for an
+    empty split), `train_test_gap` and `train_seconds` of a model `fit` trained."""
+    def rows_accuracy(rows: np.ndarray) -> float:
+        return accuracy(model, ArrayData(features, corpus.labels, rows), config.eval_batch_size)
+
+    metrics = {
+        "train_accuracy": rows_accuracy(train_rows),
+        "validation_accuracy": rows_accuracy(corpus.indices("validation")),
+        "test_accuracy": rows_accuracy(corpus.indices("test")),
+        "train_seconds": result.seconds,
+    }
+    metrics["train_test_gap"] = metrics["train_accuracy"] - metrics["test_accuracy"]
+    return metrics
 
 
 def checkpoint_metadata(
