@@ -126,7 +126,7 @@ def choice_table_from_runs(
         "format_version": CHOICE_FORMAT_VERSION,
         "provenance": {
             "status": "benchmark",
-            "run_dir": str(run_dir.resolve()),
+            "run_dir": str(run_dir),  # as given: a shipped table names no local path
             "preset": grid.get("name"),
             "data": grid.get("data"),
             "seeds": grid.get("seeds"),

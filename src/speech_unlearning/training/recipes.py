@@ -1,8 +1,9 @@
 """Training recipes: documented defaults per model family, and the original-model training run.
 
-`train_original` is how every "original" model θo is made, and also Retrain (the gold-standard
-baseline): the same recipe on `train_indices = Dr`. The CLI `train` command and the benchmark
-call it; `checkpoint_metadata` builds what the checkpoint layer stores next to the weights, so a
+`train_original` is how every "original" model θo is made; Retrain (the gold-standard baseline,
+`methods.retrain`) trains the same recipe on Dr with `fit` and the same augmenter
+(`augmenter_for`), and `trained_model_metrics` measures both. The CLI `train` command and the
+benchmark call it; `checkpoint_metadata` builds what the checkpoint layer stores next to the weights, so a
 later command can reload the same corpus, features and labels.
 
 Two recipes (`RECIPES`), chosen per command (`train --recipe`) or per grid (`--set recipe=`):
