@@ -187,6 +187,20 @@ def test_a_step_matched_retrain_changes_only_the_retrain_runs():
         resolve_config("demo", {"retrain_match": "seconds"})
 
 
+def test_every_retrain_starts_from_its_original_with_a_seed_of_its_own():
+    """One Retrain: each is the method `retrain` applied to the Original of its seed (so it waits for
+    it and names it), validation Retrains of the tuning stage included, never with the Original's seed."""
+    plan = build_plan(resolve_config("quick", {"tune": "true", "retrain_seeds": "2"}), check_names=False)
+    originals = {run.key: run for run in plan.stage_runs("original")}
+    retrains = plan.stage_runs("retrain")
+    assert len(retrains) > 2 * len(originals)
+    for retrain in retrains:
+        original = originals[retrain.config["original"]]
+        assert original.key in retrain.deps
+        assert (original.config["seed"], original.config["model"]) == (retrain.config["seed"], retrain.config["model"])
+        assert retrain.config["init_seed"] != original.config["seed"]
+
+
 def test_a_change_of_what_evaluations_measure_reruns_the_evaluations_and_nothing_upstream(monkeypatch):
     from speech_unlearning.experiments import plan as plan_module
 
