@@ -44,7 +44,7 @@ from speech_unlearning.forgetting.acceptance import ACCEPTED, AcceptanceThreshol
 from speech_unlearning.forgetting.apply import MethodSpec, load_subject, unlearn_subject
 from speech_unlearning.forgetting.choice import choose_method
 from speech_unlearning.forgetting.deletion import retrain_reference
-from speech_unlearning.forgetting.history import default_budget, train_config_of
+from speech_unlearning.forgetting.history import default_budget, original_seed
 from speech_unlearning.forgetting.request import DeletionRequest, resolve_request
 from speech_unlearning.forgetting.verify import verify_request
 from speech_unlearning.methods.retrain import retrain_seed
@@ -111,8 +111,7 @@ def run(args) -> int:
                                               "requests": requests}, indent=1))  # fmt: skip
     log = out / f"requests-{index}.jsonl"
     done = {json.loads(line)["id"] for line in log.read_text().splitlines()} if log.exists() else set()
-    recipe = train_config_of(subject.metadata)  # None: retrain_reference names the missing recipe
-    original_seed = int(recipe.seed) if recipe is not None else 0
+    seed_of_original = original_seed(subject.metadata)
     reused = Path(args.reuse_retrains) / "models" if args.reuse_retrains else None
     for number, request in enumerate(requests):
         if number % count != index or request["id"] in done:
@@ -129,7 +128,7 @@ def run(args) -> int:
             # the same request's Retrain from an earlier run
             retrained = model_with(subject, reused / f"{request['id']}-retrain.safetensors")
         else:
-            retrained = retrain_reference(subject, forget, retrain_seed(original_seed, number))
+            retrained = retrain_reference(subject, forget, retrain_seed(seed_of_original, number))
         retrain_seconds = time.perf_counter() - started - method_seconds
         for role, model in (("default", applied.result.model), ("retrain", retrained)):
             save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},

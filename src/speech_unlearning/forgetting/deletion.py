@@ -32,7 +32,16 @@ from .acceptance import AcceptanceThresholds, Verification
 from .apply import Applied, MethodSpec, Subject, apply, unlearn_subject, load_subject
 from .audit import AUDIT_SCHEMA_VERSION, forgotten_item_records, software_versions, write_audit
 from .choice import MethodChoice, choose_method
-from .history import BudgetChoice, history_entry, merge_forget_splits, train_config_of, utc_now, with_entry
+from .history import (
+    BudgetChoice,
+    feature_spec_of,
+    history_entry,
+    merge_forget_splits,
+    original_seed,
+    train_config_of,
+    utc_now,
+    with_entry,
+)
 from .output import check_output, check_writable
 from .request import DeletionRequest, Resolution, UnlearnRequest, resolve_request
 from .verify import verify_request
@@ -121,10 +130,10 @@ def run_forget(options: ForgetOptions, prepared: Prepared) -> ForgetOutcome:
     applied = unlearn_subject(subject, forget, prepared.method, budget, options.seed, options.progress)
     models = {"before": subject.model, "after": applied.result.model}
     if options.verify_retrain:
-        original_seed = _original_seed(subject.metadata)
+        original = original_seed(subject.metadata)
         for number in range(options.retrain_seeds):
             role = "retrained" if number == 0 else f"retrained {number + 1}"
-            models[role] = retrain_reference(subject, forget, retrain_seed(original_seed, number), options.progress)
+            models[role] = retrain_reference(subject, forget, retrain_seed(original, number), options.progress)
     verification = verify_request(models, subject.features, subject.corpus, resolution.splits(subject.corpus),
                                   subject.earlier, applied.retain, options.thresholds, seed=options.seed,
                                   weights_changed=applied.weights_changed)  # fmt: skip
@@ -135,12 +144,6 @@ def _budget(metadata: Mapping[str, Any], given: float | None, lifted: bool = Fal
     from .history import default_budget
 
     return default_budget(metadata, given, lifted)
-
-
-def _original_seed(metadata: Mapping[str, Any]) -> int:
-    """The seed the Original trained with: its Retrains must use others."""
-    config = train_config_of(metadata)
-    return int(config.seed) if config is not None else 0
 
 
 def retrain_reference(subject: Subject, forget: np.ndarray, seed: int, progress: bool = False):
@@ -361,7 +364,7 @@ def unlearn_benchmark_forget_split(model, metadata: Mapping[str, Any], corpus, f
     """A benchmark split applied to an Original: its own retain set (minus anything the checkpoint's
     history forgot), the Original's recipe, the budget the grid derived from Retrain (none for the
     grid's Retrain itself, which is the method `retrain` applied here too)."""
-    from .history import earlier_requests, feature_spec_of
+    from .history import earlier_requests
 
     earlier = earlier_requests(metadata, corpus, "the Original")
     budget = BudgetChoice(budget_seconds, "the Retrain's wall time" if budget_seconds else "no cap")

@@ -195,6 +195,12 @@ def train_config_of(metadata: Mapping[str, Any]):
     return from_mapping(TrainConfig, stored, where="checkpoint train_config") if stored else None
 
 
+def original_seed(metadata: Mapping[str, Any]) -> int:
+    """The seed the Original trained with (0 when unrecorded): its Retrains must use others."""
+    config = train_config_of(metadata)
+    return int(config.seed) if config is not None else 0
+
+
 def feature_spec_of(metadata: Mapping[str, Any]):
     """The FeatureSpec of the features the checkpoint's model reads."""
     from ..data.features import FeatureSpec
