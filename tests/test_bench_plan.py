@@ -101,7 +101,7 @@ def test_paper_plan_with_data_paths_uses_them(tmp_path):
         ({"epochs": "many"}, "epochs: expected int"),
         ({"no_such_key": "1"}, "unknown key(s) 'no_such_key'"),
         ({"methods": "retrain"}, "methods: 'retrain' is a reference"),
-        ({"seeds.x": "1"}, "only method_overrides and model_options take dotted keys"),
+        ({"seeds.x": "1"}, "only method_overrides, model_options, task_train take dotted keys"),
         ({"model_options.kws-resnet": "1"}, "expected model_options.NAME.KEY"),
     ],
 )
@@ -230,6 +230,31 @@ def test_the_real_preset_tunes_every_method_alike_and_its_demo_half_does_not():
     assert tuned == {(s, m) for s in scenarios for m in tunable_methods(plan.methods)}
     assert all(len(g.run_keys) == len(tune_points(plan.config)) for g in plan.tune_groups.values())
     assert build_plan(resolve_config("demo-real")).counts()["tune"] == 0
+
+
+def test_task_train_sets_one_tasks_schedule_for_its_originals_and_retrains_only():
+    """The real preset trains the keyword model longer; the speaker model and the demo's real half
+    keep the grid-wide setting, and the train settings are part of every run key."""
+    def epochs_by_task(plan):
+        trained = plan.stage_runs("original") + plan.stage_runs("retrain")
+        return {(run.stage, run.config["task"]): run.config["train"]["epochs"] for run in trained}
+
+    real = resolve_config("real")
+    assert epochs_by_task(build_plan(real)) == {
+        ("original", "kws"): real.task_train["kws"]["epochs"], ("retrain", "kws"): real.task_train["kws"]["epochs"],
+        ("original", "sid"): None, ("retrain", "sid"): None,
+    }
+    demo_real = resolve_config("demo-real")
+    assert set(epochs_by_task(build_plan(demo_real)).values()) == {demo_real.epochs}
+    longer = resolve_config("demo", {"task_train.sid.epochs": "3"})
+    assert epochs_by_task(build_plan(longer)) == {
+        ("original", "kws"): 8, ("retrain", "kws"): 8, ("original", "sid"): 3, ("retrain", "sid"): 3,
+    }
+    assert {run.key for run in build_plan(longer).stage_runs("original")} != {
+        run.key for run in build_plan(resolve_config("demo")).stage_runs("original")
+    }
+    with pytest.raises(ConfigError, match="task_train.sid.epochs"):
+        resolve_config("demo", {"task_train.sid.epochs": "0"})
 
 
 def test_tuning_plan_uses_validation_splits_and_every_grid_point():

@@ -226,19 +226,21 @@ def _corpus_label(config: BenchConfig, task: str) -> str:
         return f"{config.data}:<{config.data_key(task)} required>"
 
 
-def _train_settings(config: BenchConfig) -> dict[str, Any]:
-    """Epochs and time cap, and the recipe unless it is early-stop (the only recipe before the
-    option existed, so the run keys of grids made then stay the same)."""
-    settings: dict[str, Any] = {"epochs": config.epochs, "max_seconds": config.max_train_seconds}
+def _train_settings(config: BenchConfig, task: str) -> dict[str, Any]:
+    """Epochs and time cap of `task`, and the recipe unless it is early-stop (the only recipe
+    before the option existed, so the run keys of grids made then stay the same)."""
+    settings: dict[str, Any] = {
+        "epochs": config.train_setting(task, "epochs"), "max_seconds": config.train_setting(task, "max_train_seconds"),
+    }
     if config.recipe != "early-stop":
         settings["recipe"] = config.recipe
     return settings
 
 
-def _retrain_settings(config: BenchConfig) -> dict[str, Any]:
+def _retrain_settings(config: BenchConfig, task: str) -> dict[str, Any]:
     """The Original's settings, plus the step match when asked for (absent by default, so the
     run keys of grids made before the option existed stay the same)."""
-    settings = _train_settings(config)
+    settings = _train_settings(config, task)
     if config.retrain_match == "steps":
         settings["match"] = "steps"
     return settings
@@ -326,7 +328,7 @@ class _PlanBuilder:
         for model in models:
             base = {"task": task, "corpus": spec, "model": model, "model_options": _model_options(config, model)}
             for seed in config.seeds:
-                original = self.add("original", {**base, "seed": seed, "train": _train_settings(config)}, [corpus.key])
+                original = self.add("original", {**base, "seed": seed, "train": _train_settings(config, task)}, [corpus.key])
                 groups = self.build_tuning(base, corpus, original) if config.tune and seed == config.seeds[0] else {}
                 for split in _test_forget_splits(config, task, seed):
                     self.build_cell(base, corpus, original, split, groups.get(split["scenario"], {}))
@@ -389,7 +391,7 @@ class _PlanBuilder:
         """Retrain `replica` of `split`: the method `retrain` applied to `original` (its starting point
         and recipe) on the split's Dr, with `retrain_seed(seed, replica)`."""
         seed = original.config["seed"]
-        settings = {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config),
+        settings = {**base, "seed": seed, "split": split, "train": _retrain_settings(self.config, base["task"]),
                     "init_seed": retrain_seed(seed, replica), "original": original.key}
         return self.add("retrain", settings, [corpus.key, original.key])
 

@@ -42,11 +42,27 @@ REFERENCE_NAMES = ("original", "retrain")
 # (experiments/plan.py), so this keeps every replica seed of one split distinct.
 MAX_REPLICAS = 99
 # Mapping fields set from the command line with dotted keys: FIELD.NAME.KEY=VALUE.
-NESTED_FIELDS = ("method_overrides", "model_options")
+NESTED_FIELDS = ("method_overrides", "model_options", "task_train")
+TASK_TRAIN_KEYS = ("epochs", "max_train_seconds")
 
 
 def _help(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
+
+
+def _task_train_values(task: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """One task_train entry checked and as numbers: epochs a whole number, max_train_seconds a float."""
+    require(task in TASKS, "task_train", f"{task!r} is not one of {list(TASKS)}")
+    checked = {}
+    for key, value in values.items():
+        require(key in TASK_TRAIN_KEYS, f"task_train.{task}", f"{key!r} is not one of {list(TASK_TRAIN_KEYS)}")
+        try:
+            number = int(str(value)) if key == "epochs" else float(value)
+        except ValueError:
+            number = 0
+        require(number > 0, f"task_train.{task}.{key}", f"{value!r} is not a {'whole ' if key == 'epochs' else ''}number > 0")
+        checked[key] = number
+    return checked
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,11 @@ class BenchConfig:
     )
     epochs: int | None = _help("epochs for Original and Retrain (unset: the recipe's default)", default=None)
     max_train_seconds: float | None = _help("wall-time cap for each Original / Retrain training", default=None)
+    task_train: dict = _help(
+        "per-task epochs / max_train_seconds over the two above, e.g. {kws: {epochs: 24}} "
+        "(CLI: --set task_train.kws.epochs=24)",
+        default_factory=dict,
+    )
     retrain_match: Literal["epochs", "steps"] = _help(
         "how long the Retrain trains: epochs = the Original's epochs on Dr (the paper's; fewer optimiser steps), "
         "steps = as many optimiser steps as the Original took (whole epochs)",
@@ -167,6 +188,8 @@ class BenchConfig:
             require(isinstance(nested, dict), field_name, "must be a mapping NAME -> {key: value}")
             for name, values in nested.items():
                 require(isinstance(values, dict), f"{field_name}.{name}", "must be a mapping key -> value")
+        # Values from the command line arrive as text: store them as numbers.
+        object.__setattr__(self, "task_train", {task: _task_train_values(task, values) for task, values in self.task_train.items()})
         require(len(self.tune_lr_scales) > 0 and all(s > 0 for s in self.tune_lr_scales), "tune_lr_scales", "must be > 0")
         require(
             len(self.tune_epoch_scales) > 0 and all(s > 0 for s in self.tune_epoch_scales), "tune_epoch_scales", "must be > 0"
@@ -182,6 +205,10 @@ class BenchConfig:
         for value in values:
             require(value in valid, name, f"{value!r} is not one of {list(valid)}")
         require(len(set(values)) == len(values), name, "has duplicates")
+
+    def train_setting(self, task: str, key: str) -> Any:
+        """`epochs` or `max_train_seconds` for `task`: its task_train entry, else the grid-wide value."""
+        return self.task_train.get(task, {}).get(key, getattr(self, key))
 
     def models_for(self, task: str) -> tuple[str, ...]:
         """The backbones run for `task`."""
@@ -255,11 +282,15 @@ DEMO_MODEL_OPTIONS = {
 
 
 # Real-speech grids: kws-resnet at 32 channels (half the default's cost per step) and the demo's
-# narrow x-vector, which already fits the 42 speakers (100 % train accuracy).
+# narrow x-vector, which already fits the 42 speakers (100 % train accuracy) in its 12 epochs.
 REAL_MODEL_OPTIONS = {
     "kws-resnet": {"channels": 32},
     "sid-xvector": {"channels": 128, "stats_channels": 256, "embedding_dim": 128},
 }
+# At 32 channels the keyword model needs a longer schedule than the recipe's 18 epochs to fit its
+# training data (18 epochs: train 96.3 +- 1.2 % over five seeds; 24: 98.5 % on seed 1), still
+# cheaper than the 45-channel default at 18.
+REAL_TASK_TRAIN = {"kws": {"epochs": 24}}
 # The demo's real half keeps to the requests real speakers make (a few recordings, a speaker) to
 # stay within the demo's ten minutes; the real preset has every scenario.
 DEMO_REAL_SCENARIOS = ("sample", "speaker")
@@ -313,7 +344,8 @@ def real_preset() -> BenchConfig:
 
     The folder is `--set speech_commands=PATH`, else $SPEECH_UNLEARNING_SPEECH_COMMANDS, else the
     mini corpus beside the project (../shared/data/speech-commands-mini). One forget ratio (5 %),
-    five seeds; the models at REAL_MODEL_OPTIONS widths with the converged recipe. Every method
+    five seeds; the models at REAL_MODEL_OPTIONS widths with the converged recipe (the keyword
+    model for REAL_TASK_TRAIN's longer schedule). Every method
     with an lr or epochs setting is tuned the same way first (`tune`: the same lr x epochs grid on
     a validation forget split of the first seed, which the reported cells never use), so that no
     method is compared tuned against others at their defaults.
@@ -321,6 +353,7 @@ def real_preset() -> BenchConfig:
     return dataclasses.replace(
         quick_preset(), name="real", data="speech-commands",
         model_options={name: dict(options) for name, options in REAL_MODEL_OPTIONS.items()},
+        task_train={task: dict(settings) for task, settings in REAL_TASK_TRAIN.items()},
         ratios=(0.05,), seeds=(0, 1, 2, 3, 4), epochs=None, max_train_seconds=None, tune=True,
     )  # fmt: skip
 
@@ -333,7 +366,7 @@ def demo_real_preset() -> BenchConfig:
     return dataclasses.replace(
         real_preset(), name="demo-real", seeds=(0,), scenarios=DEMO_REAL_SCENARIOS,
         model_options={name: dict(options) for name, options in DEMO_MODEL_OPTIONS.items()},
-        epochs=DEMO_REAL_EPOCHS, unlearn_cap_seconds=3.0, tune=False,
+        epochs=DEMO_REAL_EPOCHS, task_train={}, unlearn_cap_seconds=3.0, tune=False,
     )  # fmt: skip
 
 
@@ -374,7 +407,7 @@ def _merge_overrides(base: dict[str, Any], overrides: Mapping[str, Any], where: 
             merged[key] = value
             continue
         if head not in NESTED_FIELDS:
-            raise ConfigError(f"{where}: {key!r}: only {' and '.join(NESTED_FIELDS)} take dotted keys (FIELD.NAME.KEY)")
+            raise ConfigError(f"{where}: {key!r}: only {', '.join(NESTED_FIELDS)} take dotted keys (FIELD.NAME.KEY)")
         name, _, option = rest.partition(".")
         if not name or not option:
             raise ConfigError(f"{where}: {key!r}: expected {head}.NAME.KEY")
