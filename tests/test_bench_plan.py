@@ -289,7 +289,8 @@ def test_estimate_uses_measured_timings_when_present():
 
 def test_estimate_scales_small_models_by_their_configured_width():
     """The demo's narrow models cost what their parameter count says, not the default width's."""
-    from speech_unlearning.models.registry import create_model
+    from speech_unlearning.experiments.costs import WIDTH_EXPONENTS
+    from speech_unlearning.models.registry import create_model, model_info
 
     def parameters(name, **options):
         return sum(p.numel() for p in create_model(name, 10, **options).parameters())
@@ -303,8 +304,24 @@ def test_estimate_scales_small_models_by_their_configured_width():
         options = narrow_run.config["model_options"]
         assert options and not default_run.config.get("model_options")
         ratio = table_estimate(narrow_run, narrow) / table_estimate(default_run, default_width)
-        assert ratio == pytest.approx(parameters(model, **options) / parameters(model))
-        assert ratio < 0.5
+        exponent = WIDTH_EXPONENTS[model_info(model).family]
+        assert ratio == pytest.approx((parameters(model, **options) / parameters(model)) ** exponent)
+        assert ratio < 0.6
+
+
+def test_estimate_counts_the_clips_of_a_speech_commands_folder(tmp_path):
+    """Before a Speech Commands corpus is loaded, its training cost follows the folder's clip
+    count (keyword folders only, not the background noise), with no audio read."""
+    def original_estimate(clips_per_word: int) -> float:
+        root = tmp_path / f"sc{clips_per_word}"
+        for word in ("yes", "no", "_background_noise_"):
+            (root / word).mkdir(parents=True)
+            for index in range(clips_per_word if word != "_background_noise_" else 50):
+                (root / word / f"{index:08x}_nohash_0.wav").touch()
+        plan = build_plan(resolve_config("real", {"speech_commands": str(root), "seeds": "0"}))
+        return table_estimate(next(r for r in plan.stage_runs("original") if r.config["task"] == "kws"), plan)
+
+    assert original_estimate(200) == pytest.approx(2 * original_estimate(100), rel=0.01)
 
 
 def test_plan_only_prints_counts_and_estimate(tmp_path, capsys):

@@ -1,12 +1,12 @@
 """Time estimates for a plan: a per-model cost table, refined by timings already measured.
 
-The table gives seconds per 1,000 training examples per epoch on the device each backbone is
-meant for (the small models on two CPU cores, measured as CPU time on the embedded corpus; the
-transformers on one modern GPU, rough guesses). A small model built narrower or wider than its
-default (`model_options`, e.g. the demo's `channels: 16`) is scaled by its parameter count
-against the default's: in these convolutional and TDNN models compute and parameters both grow
-with the square of the width. They are
-rough orders of magnitude, good for "minutes or days?", not for scheduling. As soon as the
+The table gives seconds per 1,000 one-second training examples per epoch on the device each
+backbone is meant for (the small models: wall time on two CPU cores; the transformers on one
+modern GPU, rough guesses). A small model built narrower or wider than its default
+(`model_options`, e.g. the demo's `channels: 16`) is scaled by its parameter count against the
+default's, to the power its family's measured cost follows (WIDTH_EXPONENTS). Corpus sizes come
+from a count of a Speech Commands folder's clips, else from NOMINAL_SIZES. They are rough orders
+of magnitude, good for "minutes or days?", not for scheduling. As soon as the
 results database holds finished runs of the same (stage, task, model), their mean wall time
 replaces the table's guess for the remaining runs of that kind.
 """
@@ -17,13 +17,14 @@ import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 from .plan import STAGES, Plan, Run
 
 # Seconds per 1,000 examples per training epoch (forward + backward).
 TRAIN_SECONDS_PER_1K: dict[str, float] = {
-    "kws-resnet": 14.0,
+    "kws-resnet": 3.6,  # 9.3 s per epoch of 2,594 Speech Commands clips, two threads
     "sid-xvector": 12.0,
     "tiny-whisper": 1.5,
     "tiny-wav2vec2": 1.5,
@@ -78,8 +79,12 @@ def _epochs(run: Run) -> int:
         return DEFAULT_EPOCHS
 
 
-# Families whose cost follows their parameter count and that build in milliseconds on a CPU.
-SCALED_FAMILIES = ("cnn", "tdnn")
+# Families whose cost follows their parameter count and that build in milliseconds on a CPU: cost
+# = table cost x (parameters / default's parameters) ** exponent. The TDNN's frame layers keep the
+# cores busy at any width (narrow x-vector: 0.27 of the parameters, about 0.2-0.3 of the time);
+# the small CNN is overhead-bound when narrow (kws-resnet at 16 / 32 / 45 channels: 0.13 / 0.51 / 1
+# of the parameters, about 1.9 / 2.9 / 3.6 s per 1,000 clips per epoch).
+WIDTH_EXPONENTS: dict[str, float] = {"cnn": 1 / 3, "tdnn": 1.0}
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,13 +93,14 @@ def _width_factor(model: str, options_json: str) -> float:
     from ..models.registry import create_model, model_info
 
     options = json.loads(options_json)
-    if not options or model_info(model).family not in SCALED_FAMILIES:
+    exponent = WIDTH_EXPONENTS.get(model_info(model).family)
+    if not options or exponent is None:
         return 1.0
 
     def count(**kwargs) -> int:
         return sum(p.numel() for p in create_model(model, 10, **kwargs).parameters())
 
-    return count(**options) / count()
+    return (count(**options) / count()) ** exponent
 
 
 def _seconds_per_1k(run: Run) -> float:
@@ -115,9 +121,34 @@ def _forget_fraction(split: Mapping) -> float:
     return split["ratio"] if split["scenario"] == "sample" else 0.1
 
 
+# Share of a Speech Commands folder's clips that a task trains on (the mini corpus: 0.70 for
+# keywords, 0.43 for speakers, as only speakers with 20 or more clips are kept).
+SPEECH_COMMANDS_TRAIN_SHARE = 0.7
+
+
+@functools.lru_cache(maxsize=8)
+def _speech_commands_sizes(folder: str) -> tuple[int, int] | None:
+    """(training, total) clips of a Speech Commands folder from a count of its keyword folders'
+    .wav files (no audio is read); None when the folder is missing or empty."""
+    from ..data.speech_commands_layout import NOISE_FOLDER
+
+    root = Path(folder)
+    if not root.is_dir():
+        return None
+    clips = sum(1 for sub in root.iterdir() if sub.is_dir() and sub.name != NOISE_FOLDER for _ in sub.glob("*.wav"))
+    return (int(clips * SPEECH_COMMANDS_TRAIN_SHARE), clips) if clips else None
+
+
+def _corpus_sizes(plan: Plan, task: str) -> tuple[int, int]:
+    """Approximate (training, total) utterances of `task`'s corpus, before it is loaded."""
+    folder = plan.config.data_path(task) if plan.config.data == "speech-commands" else None
+    counted = _speech_commands_sizes(folder) if folder else None
+    return counted or NOMINAL_SIZES.get((plan.config.data, task), (10_000, 12_000))
+
+
 def table_estimate(run: Run, plan: Plan) -> float:
     """Seconds for `run` from the cost table alone."""
-    sizes = NOMINAL_SIZES.get((plan.config.data, run.config["task"]), (10_000, 12_000))
+    sizes = _corpus_sizes(plan, run.config["task"])
     if run.stage == "corpus":
         return sizes[1] / 1000 * FEATURE_SECONDS_PER_1K * len(run.config["models"])
     if run.stage == "original":
