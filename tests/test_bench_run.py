@@ -7,6 +7,7 @@ stages end to end on a tiny grid of the embedded corpus.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,7 @@ def fake_stage(job: Job) -> StageResult:
         # Best point: lr_scale 1.0 with epoch_scale 0.5 (smallest gap).
         metrics["avg_gap"] = abs(point["lr_scale"] - 1.0) * 10 + point["epoch_scale"]
         metrics["overrides"] = {"lr": 1e-3 * point["lr_scale"], "epochs": int(4 * point["epoch_scale"])}
+        metrics["no_op"] = point["lr_scale"] in job.extra.get("no_op_lr_scales", ())
     seconds = RETRAIN_SECONDS if job.stage == "retrain" else 0.5
     return StageResult(metrics=metrics, artefacts={"out": f"{job.stage}/{job.key[:16]}/out.json"}, seconds=seconds)
 
@@ -199,6 +201,30 @@ def test_tuning_chooses_on_validation_splits_and_records_provenance(tmp_path):
     assert unlearn_overrides == [{"lr": 1e-3, "epochs": 2}]  # the test-split run used the choice
     (saved,) = (tmp_path / "tuning").glob("*.json")
     assert json.loads(saved.read_text())["choice"]["point"] == {"lr_scale": 1.0, "epoch_scale": 0.5}
+
+
+def no_op_stages(lr_scales: tuple[float, ...]) -> dict:
+    """FAKE_STAGES whose tuning runs at these lr scales return the Original unchanged."""
+    def stage(job: Job) -> StageResult:
+        return fake_stage(dataclasses.replace(job, extra={**job.extra, "no_op_lr_scales": lr_scales}))
+    return {name: stage for name in STAGES}
+
+
+def test_tuning_never_chooses_a_point_that_left_the_model_unchanged_unless_every_point_did(tmp_path):
+    """The best-scoring points (lr x1) returned the Original unchanged: the best point that changed
+    the model is chosen; when every point is a no-op the choice says so."""
+    plan = small_plan(tune=True, methods=("alpha",), scenarios=("sample",), tune_lr_scales=(0.3, 1.0, 3.0),
+                      tune_epoch_scales=(0.5, 1.0))
+    chosen = {}
+    for name, no_op_scales in (("some", (1.0,)), ("every", (0.3, 1.0, 3.0))):
+        run(plan, tmp_path / name, stages=no_op_stages(no_op_scales))
+        with ResultStore.in_folder(tmp_path / name) as store:
+            (chosen[name],) = store.tuning_rows()
+    assert chosen["some"]["choice"]["point"] == {"lr_scale": 0.3, "epoch_scale": 0.5}
+    assert chosen["some"]["choice"]["no_op"] is False
+    assert sum(c["no_op"] for c in chosen["some"]["provenance"]["candidates"]) == 2
+    assert chosen["every"]["choice"]["point"] == {"lr_scale": 1.0, "epoch_scale": 0.5}
+    assert chosen["every"]["choice"]["no_op"] is True
 
 
 def test_process_pool_runs_the_grid_in_worker_processes(tmp_path):
