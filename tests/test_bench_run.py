@@ -18,6 +18,7 @@ from speech_unlearning.config import ConfigError
 from speech_unlearning.experiments.executors import Job, PoolExecutor, StageResult
 from speech_unlearning.experiments.plan import STAGES, build_plan
 from speech_unlearning.experiments.presets import BenchConfig
+from speech_unlearning.experiments.report import write_report_files
 from speech_unlearning.experiments.runner import run_grid
 from speech_unlearning.experiments.store import ResultStore
 from speech_unlearning.io import atomic_directory
@@ -201,6 +202,11 @@ def test_tuning_chooses_on_validation_splits_and_records_provenance(tmp_path):
     assert unlearn_overrides == [{"lr": 1e-3, "epochs": 2}]  # the test-split run used the choice
     (saved,) = (tmp_path / "tuning").glob("*.json")
     assert json.loads(saved.read_text())["choice"]["point"] == {"lr_scale": 1.0, "epoch_scale": 0.5}
+    # The report says what was chosen and how the defaults (x1, x1: gap 1.0) scored on the same split.
+    report = write_report_files(tmp_path, plots=False)["markdown"].read_text()
+    tuning_rows = [line for line in report.splitlines() if line.startswith("| kws |")]
+    assert "## Tuning" in report
+    assert tuning_rows == ["| kws | kws-resnet | sample | alpha | lr 0.001, 2 epochs | x1, x0.5 | 0.50 | 1.00 | 0 of 6 |"]
 
 
 def no_op_stages(lr_scales: tuple[float, ...]) -> dict:

@@ -17,7 +17,9 @@ Retrain spread) and two more tables follow each paper table: the ensemble scores
 quality and final score, U-LiRA, the informed attack, "indistinguishable from Retrain on N of M
 metrics", the verdict: no-op / nothing measurable to forget) and the Retrain spread per metric
 with each row's value and whether it lies inside. ENSEMBLE_NOTES give their sign conventions. A note
-names, per method, the attacks its own objective touches (`objective_touches`).
+names, per method, the attacks its own objective touches (`objective_touches`). A grid run with
+`--tune` gets a tuning section: each method's chosen lr and epochs, its validation gap against the
+method's defaults, and how many grid points were no-ops.
 
 Files written to RUN_DIR/report/: report.md, results.csv (the aggregated tables), runs.csv (one
 line per evaluation), ensembles.csv (one line per ensemble row, when there are any), report.html
@@ -32,6 +34,7 @@ One job per module:
 - `csv_files`        results.csv, runs.csv, ensembles.csv;
 - `html_page`        report.html;
 - `plots`            the PNG plots (matplotlib);
+- `tuning_table`     the tuning section of report.md;
 - `files`            `write_report_files` and `format_terminal`, the entry points.
 
 The names below are the package's public API; import them from here.

@@ -14,6 +14,7 @@ from .html_page import format_html
 from .markdown import format_markdown, markdown_table, objective_note
 from .plots import plot_forgetting_vs_utility, plot_metrics_vs_ratio, plot_time_vs_gap
 from .rows import aggregate, attach_original_fits, collect_rows
+from .tuning_table import tuning_markdown
 
 REPORT_FOLDER = "report"
 PLOTS_FOLDER = "plots"  # inside REPORT_FOLDER
@@ -33,6 +34,7 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
         tables = aggregate(rows)
         attach_original_fits(tables, store)
         entries = collect_ensembles(store)
+        tuning = tuning_markdown(store.tuning_rows())
     ensembles = aggregate_ensembles(entries)
     folder = run_dir / REPORT_FOLDER
     for owned in (folder, folder / PLOTS_FOLDER):  # leftovers of a report write that was killed
@@ -48,7 +50,7 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
     if entries:
         paths["ensembles_csv"] = folder / "ensembles.csv"
         atomic_write_text(paths["ensembles_csv"], ensembles_csv(entries))
-    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images, ensembles, ranking_markdown(rows)))
+    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images, ensembles, ranking_markdown(rows), tuning))
     atomic_write_text(paths["csv"], results_csv(tables))
     atomic_write_text(paths["runs_csv"], runs_csv(rows))
     atomic_write_text(paths["html"], format_html(tables, images, failures, ensembles))

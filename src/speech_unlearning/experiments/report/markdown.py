@@ -113,9 +113,11 @@ def reading_notes(tables: Sequence[Table], ensembles: Sequence[EnsembleTable] = 
 
 
 def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (), plots: Sequence[Path] = (),
-                    ensembles: Sequence[EnsembleTable] = (), ranking: Sequence[str] = ()) -> str:
-    """The report: the paper-style tables, the ensemble tables, the `ranking` section's lines
-    (ranking_report.ranking_markdown), the reading notes, plots and failures."""
+                    ensembles: Sequence[EnsembleTable] = (), ranking: Sequence[str] = (),
+                    tuning: Sequence[str] = ()) -> str:
+    """The report: the paper-style tables, the ensemble tables, the `ranking` and `tuning`
+    sections' lines (ranking_report.ranking_markdown, tuning_table.tuning_markdown), the reading
+    notes, plots and failures."""
     lines = ["# Speech unlearning benchmark", ""]
     if not tables:
         lines += ["No finished evaluation in this run folder yet.", ""]
@@ -125,6 +127,7 @@ def format_markdown(tables: Sequence[Table], failures: Sequence[RunRecord] = (),
             lines += [table.original_fit, ""]
     lines += ensemble_markdown(ensembles)
     lines += list(ranking)
+    lines += list(tuning)
     notes = reading_notes(tables, ensembles)
     lines += ["## How to read the tables", ""] + [f"- {note}" for note in notes] + [""]
     if plots:
