@@ -203,10 +203,12 @@ def test_tuning_chooses_on_validation_splits_and_records_provenance(tmp_path):
     (saved,) = (tmp_path / "tuning").glob("*.json")
     assert json.loads(saved.read_text())["choice"]["point"] == {"lr_scale": 1.0, "epoch_scale": 0.5}
     # The report says what was chosen and how the defaults (x1, x1: gap 1.0) scored on the same split.
-    report = write_report_files(tmp_path, plots=False)["markdown"].read_text()
+    paths = write_report_files(tmp_path, plots=False)
+    report = paths["markdown"].read_text()
     tuning_rows = [line for line in report.splitlines() if line.startswith("| kws |")]
     assert "## Tuning" in report
     assert tuning_rows == ["| kws | kws-resnet | sample | alpha | lr 0.001, 2 epochs | x1, x0.5 | 0.50 | 1.00 | 0 of 6 |"]
+    assert "<td>lr 0.001, 2 epochs</td>" in paths["html"].read_text()
 
 
 def no_op_stages(lr_scales: tuple[float, ...]) -> dict:

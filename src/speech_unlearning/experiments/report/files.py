@@ -50,10 +50,11 @@ def write_report_files(run_dir: str | Path, plots: bool = True) -> dict[str, Pat
     if entries:
         paths["ensembles_csv"] = folder / "ensembles.csv"
         atomic_write_text(paths["ensembles_csv"], ensembles_csv(entries))
-    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images, ensembles, ranking_markdown(rows), tuning))
+    ranking = ranking_markdown(rows)
+    atomic_write_text(paths["markdown"], format_markdown(tables, failures, images, ensembles, ranking, tuning))
     atomic_write_text(paths["csv"], results_csv(tables))
     atomic_write_text(paths["runs_csv"], runs_csv(rows))
-    atomic_write_text(paths["html"], format_html(tables, images, failures, ensembles))
+    atomic_write_text(paths["html"], format_html(tables, images, failures, ensembles, [*ranking, *tuning]))
     return paths
 
 

@@ -16,7 +16,7 @@ from .rows import Table
 
 
 def _markdown_to_html(lines: Sequence[str]) -> str:
-    """The ensemble section's Markdown (headings, paragraphs, pipe tables) as HTML."""
+    """The ensemble, ranking and tuning sections' Markdown (headings, paragraphs, pipe tables) as HTML."""
     parts, table = [], []
 
     def flush() -> None:
@@ -70,8 +70,9 @@ def _html_table(table: Table) -> str:
 
 
 def format_html(tables: Sequence[Table], plots: Sequence[Path], failures: Sequence[RunRecord] = (),
-                ensembles: Sequence[EnsembleTable] = ()) -> str:
-    """A single self-contained page: inline CSS, every plot embedded as a base64 PNG."""
+                ensembles: Sequence[EnsembleTable] = (), sections: Sequence[str] = ()) -> str:
+    """A single self-contained page: inline CSS, every plot embedded as a base64 PNG; `sections`
+    are the Markdown lines of the ranking and tuning sections, as in report.md."""
     parts = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
              "<title>Speech unlearning benchmark</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>Speech unlearning benchmark</h1>"]
@@ -82,6 +83,8 @@ def format_html(tables: Sequence[Table], plots: Sequence[Path], failures: Sequen
                   _html_table(table)]
     if ensembles:
         parts.append(_markdown_to_html(ensemble_markdown(ensembles)))
+    if sections:
+        parts.append(_markdown_to_html(sections))
     notes = reading_notes(tables, ensembles)
     parts += ["<h2>How to read the tables</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     if plots:
