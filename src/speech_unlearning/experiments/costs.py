@@ -25,6 +25,7 @@ from .plan import STAGES, Plan, Run
 # Seconds per 1,000 examples per training epoch (forward + backward).
 TRAIN_SECONDS_PER_1K: dict[str, float] = {
     "kws-resnet": 3.6,  # 9.3 s per epoch of 2,594 Speech Commands clips, two threads
+    "kws-tcresnet": 0.9,  # 2.5 s per epoch of the same clips, one thread beside a second job
     "sid-xvector": 12.0,
     "tiny-whisper": 1.5,
     "tiny-wav2vec2": 1.5,
@@ -84,7 +85,7 @@ def _epochs(run: Run) -> int:
 # cores busy at any width (narrow x-vector: 0.27 of the parameters, about 0.2-0.3 of the time);
 # the small CNN is overhead-bound when narrow (kws-resnet at 16 / 32 / 45 channels: 0.13 / 0.51 / 1
 # of the parameters, about 1.9 / 2.9 / 3.6 s per 1,000 clips per epoch).
-WIDTH_EXPONENTS: dict[str, float] = {"cnn": 1 / 3, "tdnn": 1.0}
+WIDTH_EXPONENTS: dict[str, float] = {"cnn": 1 / 3, "tcn": 1 / 3, "tdnn": 1.0}
 
 
 @functools.lru_cache(maxsize=None)

@@ -46,7 +46,7 @@ class ModelInfo:
 
     name: str
     input_kind: str  # "logmel" | "waveform"
-    family: str  # "cnn", "tdnn", "whisper", "wav2vec2", "hubert"
+    family: str  # "cnn", "tcn", "tdnn", "whisper", "wav2vec2", "hubert"
     real_size: bool  # True: a published-size backbone (too big for the CPU test-suite)
     parameters: str  # rough parameter count, for listings, e.g. "0.11 M", "95 M"
     description: str

@@ -85,6 +85,7 @@ DEFAULT_RECIPE = "converged"
 # adjustments.
 FAMILY_RECIPES: dict[str, TrainConfig] = {
     "cnn": SMALL_MODEL_RECIPE,
+    "tcn": SMALL_MODEL_RECIPE,
     # Six FSDD speakers are told apart after one epoch; the fourth only anneals the weights.
     "tdnn": dataclasses.replace(SMALL_MODEL_RECIPE, epochs=4),
     "whisper": TRANSFORMER_RECIPE,
@@ -93,6 +94,10 @@ FAMILY_RECIPES: dict[str, TrainConfig] = {
 }
 CONVERGED_CHANGES: dict[str, dict[str, Any]] = {
     "cnn": {"epochs": 18, "lr": 5e-3, "patience": 0},
+    # The last epoch, not the best validation epoch: on the mini corpus the temporal CNN's best
+    # validation epoch came at 12-13 of 18 on two of three seeds (train 95-97 %), while the end
+    # of the schedule fits the training data (98.4-99.4 %).
+    "tcn": {"epochs": 18, "lr": 5e-3, "patience": 0, "keep": "last"},
     "tdnn": {"epochs": 12, "lr": 5e-3, "patience": 0},
 }
 TASK_ADJUSTMENTS: dict[tuple[str, str], dict[str, Any]] = {
