@@ -413,18 +413,27 @@ def test_plain_model_labels_must_match(manifest, cache_dir, workspace, tmp_path)
 # --- exporting and predicting with the toolkit's own models ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def kws_resnet_checkpoint(corpus, workspace):
+# The registry's keyword CNNs, small enough to export in a second.
+SMALL_LOG_MEL_MODELS = {"kws-resnet": {"channels": 8, "blocks": 1}, "kws-tcresnet": {"width": 0.5}}
+
+
+def small_checkpoint(name: str, corpus, workspace) -> Path:
     torch.manual_seed(0)
-    model = create_model("kws-resnet", corpus.num_classes, channels=8, blocks=1)
+    model = create_model(name, corpus.num_classes, **SMALL_LOG_MEL_MODELS[name])
     spec = feature_spec_for(corpus, "logmel")
     metadata = checkpoint_metadata(corpus, spec, model, ONE_EPOCH, {}, corpus_spec="manifest")
-    return save_checkpoint(workspace / "kws-resnet", model.eval(), metadata)
+    return save_checkpoint(workspace / name, model.eval(), metadata)
 
 
+@pytest.fixture(scope="module")
+def kws_resnet_checkpoint(corpus, workspace):
+    return small_checkpoint("kws-resnet", corpus, workspace)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_LOG_MEL_MODELS))
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_a_log_mel_model_exports_with_its_front_end_inside(fmt, kws_resnet_checkpoint, corpus, waveforms, tmp_path):
-    model, metadata = load_checkpoint(kws_resnet_checkpoint)
+def test_a_log_mel_model_exports_with_its_front_end_inside(fmt, name, corpus, workspace, waveforms, tmp_path):
+    model, metadata = load_checkpoint(small_checkpoint(name, corpus, workspace))
     result = export_model(model, metadata, fmt, tmp_path / fmt)
     spec = FeatureSpec(**metadata["feature_spec"])
     expected = toolkit_logits(model, featurise(np.array(waveforms[:6]), spec))  # the NumPy front end, outside
