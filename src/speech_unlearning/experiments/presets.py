@@ -189,7 +189,8 @@ class BenchConfig:
             for name, values in nested.items():
                 require(isinstance(values, dict), f"{field_name}.{name}", "must be a mapping key -> value")
         # Values from the command line arrive as text: store them as numbers.
-        object.__setattr__(self, "task_train", {task: _task_train_values(task, values) for task, values in self.task_train.items()})
+        as_numbers = {task: _task_train_values(task, values) for task, values in self.task_train.items()}
+        object.__setattr__(self, "task_train", as_numbers)
         require(len(self.tune_lr_scales) > 0 and all(s > 0 for s in self.tune_lr_scales), "tune_lr_scales", "must be > 0")
         require(
             len(self.tune_epoch_scales) > 0 and all(s > 0 for s in self.tune_epoch_scales), "tune_epoch_scales", "must be > 0"
