@@ -20,7 +20,7 @@ def _settings(overrides: Mapping[str, Any]) -> str:
     if "lr" in overrides:
         parts.append(f"lr {overrides['lr']:g}")
     if "epochs" in overrides:
-        parts.append(f"{overrides['epochs']} epochs")
+        parts.append(f"{overrides['epochs']} epoch{'' if overrides['epochs'] == 1 else 's'}")
     return ", ".join(parts) or "—"
 
 
