@@ -7,8 +7,9 @@ forget set drawn with its own seed, with its own Retrain reference, evaluated wi
 validation set standing in for Dtest. The point with the smallest Avg. Gap to that Retrain is
 chosen among the points that changed the model: a point that returned the Original unchanged is a
 no-op, never a win (it is chosen only when every point was one, and the provenance says so), the
-rule `forget --method auto`'s choice table follows too. Test data never enters the choice. The choice and every candidate's score are stored in
-the database's `tuning` table and as JSON under RUN_DIR/tuning/.
+rule `forget --method auto`'s choice table follows too. Test data never enters the choice. The
+choice and every candidate's score are stored in the database's `tuning` table and as JSON under
+RUN_DIR/tuning/.
 """
 
 from __future__ import annotations
